@@ -1,0 +1,109 @@
+"""From a name or a spec to a model: the one way architectures are built.
+
+``get_model("resnet56", num_classes=10)`` builds a published architecture by name;
+``build_model(spec)`` rebuilds any (possibly pruned) model from the plain-data spec that
+``model.spec()`` returns and checkpoints store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from torch import nn
+
+from layerprune.models.cifar_resnet import CIFAR_DEPTHS, CifarResNet
+from layerprune.models.imagenet_resnet import TORCHVISION_DEPTHS, TorchvisionResNet
+
+__all__ = ["ARCHITECTURES", "Architecture", "build_model", "get_model"]
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A named architecture: its family, default units per stage and how to build it."""
+
+    name: str
+    family: str
+    blocks_per_stage: tuple[int, ...]
+    build: Callable[[Sequence[int], int, int], nn.Module]
+
+
+def _cifar(blocks: Sequence[int], num_classes: int, in_channels: int) -> nn.Module:
+    return CifarResNet(blocks, num_classes=num_classes, in_channels=in_channels)
+
+
+def _torchvision(kind: str) -> Callable[[Sequence[int], int, int], nn.Module]:
+    def build(blocks: Sequence[int], num_classes: int, in_channels: int) -> nn.Module:
+        return TorchvisionResNet(kind, blocks, num_classes=num_classes, in_channels=in_channels)
+
+    return build
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+for _depth, _n in CIFAR_DEPTHS.items():
+    ARCHITECTURES[f"resnet{_depth}"] = Architecture(f"resnet{_depth}", "cifar_resnet", (_n,) * 3, _cifar)
+for _depth, (_block, _layers) in TORCHVISION_DEPTHS.items():
+    _kind = "basic" if _block.expansion == 1 else "bottleneck"
+    ARCHITECTURES[f"resnet{_depth}"] = Architecture(
+        f"resnet{_depth}", "torchvision_resnet", tuple(_layers), _torchvision(_kind)
+    )
+
+
+def get_model(
+    name: str,
+    *,
+    num_classes: int,
+    in_channels: int = 3,
+    blocks_per_stage: Sequence[int] | None = None,
+) -> nn.Module:
+    """Builds architecture ``name`` with random weights.
+
+    Args:
+        name: one of :data:`ARCHITECTURES` (``resnet20``..``resnet110`` are CIFAR ResNets,
+            ``resnet18/34/50`` torchvision's ImageNet ResNets).
+        num_classes: classifier outputs.
+        in_channels: input image channels.
+        blocks_per_stage: override the published depth of each stage.
+
+    Raises:
+        ValueError: unknown name, or a ``blocks_per_stage`` of the wrong length.
+    """
+    if name not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(ARCHITECTURES)}")
+    arch = ARCHITECTURES[name]
+    blocks = list(blocks_per_stage) if blocks_per_stage is not None else list(arch.blocks_per_stage)
+    if len(blocks) != len(arch.blocks_per_stage):
+        raise ValueError(
+            f"{name} has {len(arch.blocks_per_stage)} stages, but blocks_per_stage={blocks} "
+            f"has {len(blocks)} entries"
+        )
+    return arch.build(blocks, num_classes, in_channels)
+
+
+def build_model(spec: dict) -> nn.Module:
+    """Rebuilds a model (random weights) from the spec that ``model.spec()`` returns.
+
+    Raises:
+        ValueError: the spec names an unknown family or misses a field.
+    """
+    family = spec.get("arch")
+    try:
+        if family == "cifar_resnet":
+            return CifarResNet(
+                spec["blocks_per_stage"],
+                num_classes=spec["num_classes"],
+                in_channels=spec["in_channels"],
+                widths=spec.get("widths", (16, 32, 64)),
+            )
+        if family == "torchvision_resnet":
+            return TorchvisionResNet(
+                spec["block"],
+                spec["blocks_per_stage"],
+                num_classes=spec["num_classes"],
+                in_channels=spec["in_channels"],
+            )
+    except KeyError as err:
+        raise ValueError(f"model spec {spec} lacks the field {err.args[0]!r}") from None
+    raise ValueError(
+        f"unknown model family {family!r} in spec; expected 'cifar_resnet' or 'torchvision_resnet'"
+    )

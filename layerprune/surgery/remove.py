@@ -1,0 +1,55 @@
+"""Physical removal of prunable units.
+
+Like nanoGPT's ``crop_block_size``, surgery keeps the architecture description and the
+weights in step in one place: the stage containers lose the removed units (so the
+state-dict keys renumber exactly as a fresh model with the new ``blocks_per_stage``), and
+the returned model rebuilds from its own ``spec()``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from layerprune.models.registry import build_model
+from layerprune.models.units import _is_shape_preserving, unit_module, unit_names
+
+__all__ = ["remove_units"]
+
+
+def remove_units(model: nn.Module, names: Sequence[str]) -> nn.Module:
+    """Returns a copy of ``model`` without units ``names``; ``model`` is not modified.
+
+    The result computes exactly what ``model`` computes with those units bypassed.
+
+    Raises:
+        KeyError: an unknown unit name.
+        ValueError: a duplicate name, or a unit that changes the shape (not removable).
+    """
+    names = list(names)
+    if len(set(names)) != len(names):
+        raise ValueError(f"unit names to remove contain duplicates: {names}")
+    for name in names:
+        if not _is_shape_preserving(unit_module(model, name)):
+            raise ValueError(f"unit {name!r} downsamples its input; only removable units can go")
+    drop = set(names)
+    pruned = copy.deepcopy(model)
+    for stage in pruned.stage_names:
+        container = getattr(pruned, stage)
+        kept = [unit for i, unit in enumerate(container) if f"{stage}.{i}" not in drop]
+        setattr(pruned, stage, nn.Sequential(*kept))
+    pruned.blocks_per_stage = [len(getattr(pruned, s)) for s in pruned.stage_names]
+    _check_rebuilds(pruned)
+    return pruned
+
+
+def _check_rebuilds(pruned: nn.Module) -> None:
+    """The smaller model must load into a fresh model built from its spec (what a checkpoint does)."""
+    fresh = build_model(pruned.spec())
+    fresh.load_state_dict(pruned.state_dict())
+    if unit_names(fresh) != unit_names(pruned):
+        raise RuntimeError("surgery produced a model whose units do not match its spec")
+    del fresh
