@@ -16,11 +16,21 @@ from torch import nn
 from layerprune.io import atomic_path
 from layerprune.models.registry import build_model
 
-__all__ = ["Checkpoint", "load_checkpoint", "load_external_weights", "save_checkpoint"]
+__all__ = [
+    "Checkpoint",
+    "NotACheckpointError",
+    "load_checkpoint",
+    "load_external_weights",
+    "save_checkpoint",
+]
 
 FORMAT = "layerprune-checkpoint"
 VERSION = 1
 PREPROCESSING_KEYS = ("mean", "std", "input_size", "num_classes")
+
+
+class NotACheckpointError(ValueError):
+    """A readable torch file that is not a layerprune checkpoint (e.g. a published state dict)."""
 
 
 @dataclass
@@ -92,7 +102,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     payload = _read(path)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(
+        raise NotACheckpointError(
             f"{path} is not a layerprune checkpoint; to start from published weights, set "
             "model.checkpoint in the config (the baseline stage imports them)"
         )
@@ -144,6 +154,8 @@ def _load_state(model: nn.Module, state: dict, path: Path) -> None:
 
 def _plain(obj: Any) -> Any:
     """Converts tuples/numpy scalars to plain types so ``weights_only`` loading accepts them."""
+    if isinstance(obj, str):  # also str subclasses such as torch's TorchVersion
+        return str(obj)
     if isinstance(obj, dict):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

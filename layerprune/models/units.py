@@ -132,7 +132,7 @@ def get_units(model: nn.Module, input_size: Sequence[int]) -> list[Unit]:
                 index=int(index),
                 position=position,
                 removable=in_shape == out_shape,
-                macs=sum(m for n, m in per_module.items() if n == name or n.startswith(name + ".")),
+                macs=per_module.get(name, 0),  # parents already include their children
                 params=sum(p.numel() for p in module.parameters()),
             )
         )

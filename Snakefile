@@ -1,0 +1,21 @@
+# layerprune: similarity-guided layer pruning as cached file artifacts.
+# This file is a table of contents; stages live in workflow/rules/, helpers in common.smk.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/baseline.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        get_final_output(),

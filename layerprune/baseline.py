@@ -1,0 +1,73 @@
+"""The baseline stage: the unpruned model, trained here or imported from published weights."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from torch import nn
+
+from layerprune.data import build_dataset, dataset_info
+from layerprune.emissions import track
+from layerprune.models import get_model, save_checkpoint
+from layerprune.models.checkpoint import NotACheckpointError, load_checkpoint, load_external_weights
+from layerprune.io import write_text
+from layerprune.train import LOG_COLUMNS, TrainConfig, fit, library_versions, seed_everything
+
+__all__ = ["make_baseline"]
+
+log = logging.getLogger(__name__)
+
+
+def make_baseline(
+    data_cfg: dict,
+    model_cfg: dict,
+    train_cfg: dict,
+    *,
+    out_model: Path,
+    workdir: Path,
+    log_csv: Path,
+    emissions_csv: Path | None = None,
+    country_iso_code: str = "USA",
+    seed: int = 0,
+) -> nn.Module:
+    """Trains the configured architecture (or imports ``model_cfg["checkpoint"]``) and saves it.
+
+    The saved checkpoint carries the data set's preprocessing, so later stages need no
+    config to feed it. Training resumes from ``workdir`` after an interruption.
+    """
+    info = dataset_info(data_cfg)
+    preprocessing = info.preprocessing()
+    seed_everything(seed)
+    model = get_model(
+        model_cfg["arch"],
+        num_classes=info.num_classes,
+        in_channels=info.in_channels,
+        blocks_per_stage=model_cfg.get("blocks_per_stage"),
+    )
+    source = model_cfg.get("checkpoint")
+    meta: dict = {"stage": "baseline", "versions": library_versions()}
+    if source:
+        log.info("importing weights from %s", source)
+        try:
+            ckpt = load_checkpoint(source)
+            model, preprocessing = ckpt.model, {**preprocessing, **ckpt.preprocessing}
+        except NotACheckpointError:  # a published state dict for the configured architecture
+            load_external_weights(model, source)
+        meta["imported_from"] = str(source)
+        write_text(log_csv, ",".join(LOG_COLUMNS) + "\n")  # nothing trained: an empty log
+    else:
+        config = TrainConfig.from_dict({**train_cfg, "seed": seed})
+        train_set = build_dataset(data_cfg, "train", augment=data_cfg.get("augment", True))
+        test_set = build_dataset(data_cfg, "test")
+        with track(
+            "train",
+            emissions_csv or Path("unused.csv"),
+            country_iso_code=country_iso_code,
+            enabled=emissions_csv is not None,
+            extra={"n_samples": len(train_set) * config.epochs},
+        ):
+            result = fit(model, train_set, test_set, config, workdir, log_csv=log_csv)
+        meta["train"] = result.to_dict()
+    save_checkpoint(out_model, model.cpu(), preprocessing=preprocessing, meta=meta)
+    return model

@@ -1,0 +1,74 @@
+"""``layerprune info``: a model's units, parameters and MACs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from layerprune.models import ARCHITECTURES, count_macs, count_params, get_model, get_units, load_checkpoint
+from layerprune.models.units import Unit
+
+__all__ = ["describe", "register"]
+
+
+def describe(model, input_size: list[int]) -> dict:
+    """A JSON-ready description: spec, params, MACs, blocks per stage and every unit."""
+    units: list[Unit] = get_units(model, input_size)
+    macs, _ = count_macs(model, input_size)
+    return {
+        "spec": model.spec(),
+        "input_size": list(input_size),
+        "params": count_params(model),
+        "macs": macs,
+        "blocks_per_stage": list(model.blocks_per_stage),
+        "units": [
+            {
+                "name": u.name,
+                "stage": u.stage,
+                "index": u.index,
+                "removable": u.removable,
+                "macs": u.macs,
+                "params": u.params,
+            }
+            for u in units
+        ],
+    }
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.checkpoint and args.arch:
+        raise ValueError("give either a CHECKPOINT or --arch, not both")
+    if args.checkpoint:
+        ckpt = load_checkpoint(args.checkpoint)
+        info = describe(ckpt.model, ckpt.preprocessing["input_size"])
+        info["preprocessing"] = ckpt.preprocessing
+        info["meta"] = ckpt.meta
+    elif args.arch:
+        blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else None
+        model = get_model(
+            args.arch, num_classes=args.num_classes, in_channels=args.in_channels, blocks_per_stage=blocks
+        )
+        size = args.image_size or (32 if ARCHITECTURES[args.arch].family == "cifar_resnet" else 224)
+        info = describe(model, [args.in_channels, size, size])
+    else:
+        raise ValueError("give a CHECKPOINT file or --arch NAME")
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    print(f"{info['spec']}  input {info['input_size']}")
+    print(f"params {info['params']:,}  MACs {info['macs']:,}  blocks per stage {info['blocks_per_stage']}")
+    for u in info["units"]:
+        flag = "removable" if u["removable"] else "fixed"
+        print(f"  {u['name']:<10} stage {u['stage']}  {flag:<9} MACs {u['macs']:>13,}  params {u['params']:>10,}")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("info", help="describe a model's prunable units and cost")
+    p.add_argument("checkpoint", nargs="?", help="a layerprune checkpoint")
+    p.add_argument("--arch", choices=sorted(ARCHITECTURES), help="describe an architecture instead")
+    p.add_argument("--blocks", help="units per stage, e.g. 9,9,9")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--image-size", type=int, default=None, help="input side (default 32 CIFAR, 224 ImageNet)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=_run)
