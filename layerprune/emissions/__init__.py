@@ -1,0 +1,14 @@
+"""Energy and CO2 accounting of pipeline phases with CodeCarbon's offline tracker (imported lazily)."""
+
+from __future__ import annotations
+
+from layerprune.emissions.tracking import (
+    COLUMNS,
+    DEFAULT_COUNTRY_ISO_CODE,
+    PhaseRecord,
+    append_rows,
+    power_sources,
+    track,
+)
+
+__all__ = ["COLUMNS", "DEFAULT_COUNTRY_ISO_CODE", "PhaseRecord", "append_rows", "power_sources", "track"]

@@ -1,0 +1,405 @@
+"""The one training loop: SGD with a per-step lr schedule, used for baselines and for fine-tuning pruned models.
+
+Reproducibility contract: on the CPU, the same model initialisation, data and :class:`TrainConfig` give
+bit-identical weights and metrics, and a run killed after any epoch and restarted with the same ``workdir`` ends
+exactly where an uninterrupted run ends. This holds because (1) the train shuffling uses its own
+``torch.Generator`` seeded from ``(seed, epoch)`` rather than the global RNG, (2) every epoch writes ``last.pt``
+atomically with the model, optimiser, scheduler and GradScaler states plus all RNG states, and (3) resuming
+restores all of them before the next epoch. On CUDA, cuDNN autotuning and atomics make runs close but not bitwise
+equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import math
+import platform
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from layerprune.train.config import TrainConfig
+from layerprune.train.device import autocast, resolve_amp, seed_everything, select_device, use_channels_last
+from layerprune.train.schedule import build_scheduler
+from layerprune.train.state import atomic_torch_save, atomic_write_text, get_rng_state, load_state, set_rng_state
+
+__all__ = ["LOG_COLUMNS", "STATE_FILE", "FitResult", "evaluate", "fit", "library_versions"]
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "last.pt"
+LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
+# Config keys that may change between an interrupted run and its resumption: they do not change the optimisation
+# trajectory (eval batch size) or only the random augmentation stream of worker processes (num_workers, which the
+# workflow sets from a rule's threads). Every other difference is refused.
+RESUME_MAY_DIFFER = ("eval_batch_size", "num_workers")
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """Outcome of :func:`fit`.
+
+    Attributes:
+        top1: Final test top-1 accuracy in [0, 1] (NaN without a test set).
+        loss: Final test cross-entropy (mean over samples, no label smoothing).
+        train_loss: Mean training loss of the last epoch.
+        train_acc: Training accuracy of the last epoch (on augmented batches, in train mode).
+        epochs: Epochs trained in total (including those before a resume).
+        seconds: Wall-clock training time in seconds, summed over interruptions.
+        seed: The config's seed.
+        device: Device the run finished on, e.g. ``"cpu"`` or ``"cuda:0"``.
+        amp: Precision used: ``"off"``, ``"bf16"`` or ``"fp16"``.
+        resumed_from_epoch: Epochs already done when this call started (0 for a fresh run).
+        versions: Versions of python, torch, torchvision and numpy.
+        history: One dict per epoch with the :data:`LOG_COLUMNS`.
+    """
+
+    top1: float
+    loss: float
+    train_loss: float
+    train_acc: float
+    epochs: int
+    seconds: float
+    seed: int
+    device: str
+    amp: str
+    resumed_from_epoch: int
+    versions: dict[str, str]
+    history: list[dict[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-python form for JSON/YAML metric files."""
+        return dataclasses.asdict(self)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that determine numerical results, recorded with every training run."""
+    versions = {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": np.__version__}
+    try:
+        import torchvision
+
+        versions["torchvision"] = str(torchvision.__version__)
+    except ImportError:  # torchvision is a dependency, but the loop itself does not need it
+        versions["torchvision"] = "not installed"
+    return versions
+
+
+def _seed_worker(worker_id: int) -> None:
+    # torch seeds each worker from the loader's generator; propagate it to numpy/python for user transforms.
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    # SeedSequence mixes (seed, epoch) so that neighbouring seeds do not give shifted copies of each other's order.
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] % 2**63)
+
+
+def _train_loader(dataset: Dataset, config: TrainConfig, epoch: int, device: torch.device) -> DataLoader:
+    n = len(dataset)  # type: ignore[arg-type]
+    generator = torch.Generator()
+    generator.manual_seed(_epoch_seed(config.seed, epoch))
+    return DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        shuffle=True,
+        generator=generator,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+        # A final batch of one sample breaks BatchNorm in train mode; drop it only in that case.
+        drop_last=n > config.batch_size and n % config.batch_size == 1,
+        worker_init_fn=_seed_worker if config.num_workers > 0 else None,
+        # A fresh loader per epoch (no persistent workers), so worker RNGs depend only on (seed, epoch): resumable.
+        persistent_workers=False,
+    )
+
+
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=device.type == "cuda")
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def evaluate(
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int = 256,
+    device: str | torch.device | None = None,
+    num_workers: int = 0,
+) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy of ``model`` on ``dataset``, in fp32 and eval mode.
+
+    Args:
+        model: Classifier mapping images ``(n, C, H, W)`` to logits ``(n, num_classes)``. It is moved to ``device``
+            in place (as ``nn.Module.to`` does) and its train/eval mode is restored afterwards.
+        dataset: Yields ``(image, int label)``.
+        batch_size: Evaluation batch size.
+        device: ``None``/``"auto"`` picks CUDA when available, else CPU.
+        num_workers: DataLoader worker processes (0: main process).
+
+    Returns:
+        ``{"top1": accuracy in [0, 1], "loss": mean cross-entropy, "n": number of samples}``.
+
+    Raises:
+        ValueError: If the dataset is empty.
+    """
+    n_total = len(dataset)  # type: ignore[arg-type]
+    if n_total == 0:
+        raise ValueError("cannot evaluate on an empty dataset; check the data config and subset size")
+    dev = select_device(device)
+    model.to(dev)
+    channels_last = any(
+        p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+        for p in model.parameters()
+    )
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=dev.type == "cuda"
+    )
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+    correct = torch.zeros((), dtype=torch.int64, device=dev)
+    try:
+        with torch.inference_mode():
+            for x, y in loader:
+                x = _to_device(x, dev, channels_last)
+                y = y.to(dev, non_blocking=dev.type == "cuda")
+                logits = model(x).float()
+                loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+                correct += (logits.argmax(dim=1) == y).sum()
+    finally:
+        model.train(was_training)
+    return {"top1": correct.item() / n_total, "loss": loss_sum.item() / n_total, "n": n_total}
+
+
+def _check_resumable(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    current = config.to_dict()
+    stored = saved.get("config", {})
+    differ = sorted(k for k in set(current) | set(stored) if current.get(k) != stored.get(k))
+    refused = [k for k in differ if k not in RESUME_MAY_DIFFER]
+    if refused:
+        details = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs now {current.get(k)!r}" for k in refused)
+        raise ValueError(
+            f"training checkpoint {str(path)!r} was written with a different config ({details}); resuming would "
+            "mix two runs. Restore the original settings, use another workdir, or delete the file to start over"
+        )
+    if differ:
+        logger.info("resuming with changed runtime settings %s (results stay valid)", differ)
+
+
+def _write_log(path: Path, history: list[dict[str, float]]) -> None:
+    buf = io.StringIO()
+    pd.DataFrame(history, columns=list(LOG_COLUMNS)).to_csv(buf, index=False)
+    atomic_write_text(path, buf.getvalue())
+
+
+def fit(
+    model: nn.Module,
+    train_set: Dataset,
+    test_set: Dataset | None,
+    config: TrainConfig,
+    workdir: Path,
+    *,
+    log_csv: Path | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> FitResult:
+    """Train ``model`` in place with SGD, checkpointing every epoch and resuming after an interruption.
+
+    Args:
+        model: Classifier mapping ``(n, C, H, W)`` to logits ``(n, num_classes)``; seed before building it (see
+            :func:`layerprune.train.seed_everything`) for a reproducible initialisation. It is trained in place,
+            left on ``device`` in the default (contiguous) memory format and in eval mode.
+        train_set: Yields ``(image, int label)``; put augmentation in its transform.
+        test_set: Evaluated after every epoch (fp32); ``None`` skips evaluation (test metrics are NaN).
+        config: Hyper-parameters.
+        workdir: Folder for ``last.pt``. If it holds a checkpoint of an unfinished run with the same config, training
+            continues from it; if the run had finished, the trained weights are loaded and nothing is retrained.
+        log_csv: Per-epoch CSV (columns :data:`LOG_COLUMNS`), rewritten atomically after each epoch.
+        device: ``None``/``"auto"`` (CUDA when available, else CPU) or an explicit device.
+        progress: Show a tqdm bar per epoch (also hidden when stderr is not a terminal).
+        on_epoch_end: Called as ``on_epoch_end(epoch, row)`` after epoch ``epoch`` (1-based) is checkpointed.
+
+    Returns:
+        Final metrics, run metadata and the per-epoch history.
+
+    Raises:
+        ValueError: If ``workdir`` holds a checkpoint written with a different config (we refuse rather than
+            silently restart, because a stale workdir usually means a wrong path), or the training set is empty.
+        RuntimeError: If the loss becomes NaN or infinite; that epoch is not checkpointed, so ``last.pt`` still
+            holds the last good epoch (or does not exist) and no broken model is ever saved.
+    """
+    workdir = Path(workdir)
+    n_train = len(train_set)  # type: ignore[arg-type]
+    if n_train == 0:
+        raise ValueError("the training set is empty; check the data config and subset size")
+    dev = select_device(device)
+    amp_dtype = resolve_amp(config.amp, dev)
+    amp_name = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
+    channels_last = use_channels_last(config.channels_last, model)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
+    model.to(dev)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.nesterov,
+        weight_decay=config.weight_decay,
+    )
+    batches = len(_train_loader(train_set, config, 0, dev))
+    steps_per_epoch = min(batches, config.max_steps_per_epoch or batches)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
+
+    state_path = workdir / STATE_FILE
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if state_path.exists():
+        saved = load_state(state_path)
+        _check_resumable(saved, config, state_path)
+        try:
+            model.load_state_dict(saved["model"])
+        except RuntimeError as exc:
+            raise RuntimeError(
+                f"training checkpoint {str(state_path)!r} does not fit this model ({exc}); use another workdir "
+                "or delete the file"
+            ) from exc
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        set_rng_state(saved["rng"])
+        start_epoch = int(saved["epoch"])
+        history = [dict(row) for row in saved["history"]]
+        logger.info("resuming %s at epoch %d/%d", state_path, start_epoch + 1, config.epochs)
+    else:
+        seed_everything(config.seed)
+    if log_csv is not None and history:
+        _write_log(Path(log_csv), history)
+
+    train_model: nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
+    show_bar = progress and sys.stderr.isatty()
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        model.train()
+        lr_first = optimizer.param_groups[0]["lr"]
+        loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
+        correct = torch.zeros((), dtype=torch.int64, device=dev)
+        seen = 0
+        loader = _train_loader(train_set, config, epoch, dev)
+        bar = tqdm(
+            loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_bar, leave=False
+        )
+        for step, (x, y) in enumerate(bar):
+            if step >= steps_per_epoch:
+                break
+            x = _to_device(x, dev, channels_last)
+            y = y.to(dev, non_blocking=dev.type == "cuda")
+            with autocast(dev, amp_dtype):
+                logits = train_model(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                saved_note = f"{state_path} still holds epoch {epoch}" if epoch else "no checkpoint was written"
+                raise RuntimeError(
+                    f"training loss is {loss_value} at epoch {epoch + 1}/{config.epochs}, step "
+                    f"{step + 1}/{steps_per_epoch} (lr {optimizer.param_groups[0]['lr']:.4g}); this epoch was not "
+                    f"saved ({saved_note}). Lower the learning rate, add warmup_epochs, or set amp to 'off'"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            loss_sum += loss.detach().double() * y.shape[0]
+            correct += (logits.detach().argmax(dim=1) == y).sum()
+            seen += y.shape[0]
+            if show_bar and step % 10 == 0:
+                bar.set_postfix(loss=f"{loss_value:.3f}")
+        bar.close()
+
+        test = (
+            evaluate(model, test_set, batch_size=config.eval_batch_size, device=dev, num_workers=config.num_workers)
+            if test_set is not None
+            else {"top1": math.nan, "loss": math.nan}
+        )
+        row = {
+            "epoch": epoch + 1,
+            "lr": lr_first,
+            "train_loss": loss_sum.item() / seen,
+            "train_acc": correct.item() / seen,
+            "test_loss": test["loss"],
+            "test_acc": test["top1"],
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        atomic_torch_save(
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "epoch": epoch + 1,
+                "seconds": sum(r["seconds"] for r in history),
+                "history": history,
+                "rng": get_rng_state(),
+                "config": config.to_dict(),
+                "versions": library_versions(),
+            },
+            state_path,
+        )
+        if log_csv is not None:
+            _write_log(Path(log_csv), history)
+        logger.info(
+            "epoch %d/%d: lr %.4g, train loss %.4f acc %.4f, test loss %.4f acc %.4f (%.1f s)",
+            row["epoch"],
+            config.epochs,
+            row["lr"],
+            row["train_loss"],
+            row["train_acc"],
+            row["test_loss"],
+            row["test_acc"],
+            row["seconds"],
+        )
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, row)
+
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
+    model.eval()
+    last = history[-1]
+    return FitResult(
+        top1=float(last["test_acc"]),
+        loss=float(last["test_loss"]),
+        train_loss=float(last["train_loss"]),
+        train_acc=float(last["train_acc"]),
+        epochs=int(last["epoch"]),
+        seconds=sum(r["seconds"] for r in history),
+        seed=config.seed,
+        device=str(dev),
+        amp=amp_name,
+        resumed_from_epoch=start_epoch,
+        versions=library_versions(),
+        history=history,
+    )
