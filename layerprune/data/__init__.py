@@ -1,5 +1,6 @@
 """Data sets, transforms and deterministic subsets."""
 
+from layerprune.data.loaders import calibration_loader
 from layerprune.data.sources import (
     SOURCES,
     ArrayImageDataset,
@@ -14,6 +15,7 @@ __all__ = [
     "ArrayImageDataset",
     "DatasetInfo",
     "build_dataset",
+    "calibration_loader",
     "dataset_info",
     "seeded_subset",
 ]

@@ -1,0 +1,55 @@
+"""``layerprune finetune``: recover accuracy of a pruned model with the one training loop."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from layerprune.cli._common import (
+    add_data_args,
+    add_emissions_args,
+    add_threads_arg,
+    emissions_path,
+    finish_emissions,
+    json_arg,
+    set_threads,
+)
+from layerprune.data import build_dataset
+from layerprune.emissions import track
+from layerprune.models import load_checkpoint, save_checkpoint
+from layerprune.train import TrainConfig, fit
+
+
+def _run(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
+    ckpt = load_checkpoint(args.model)
+    settings = {k: v for k, v in args.finetune.items() if k != "enabled"}
+    config = TrainConfig.from_dict({**settings, "seed": args.seed})
+    train_set = build_dataset(args.data, "train", augment=args.data.get("augment", True))
+    test_set = build_dataset(args.data, "test")
+    csv = emissions_path(args)
+    with track(
+        "finetune",
+        csv or Path("unused.csv"),
+        country_iso_code=args.country,
+        enabled=csv is not None,
+        extra={"n_samples": len(train_set) * config.epochs},
+    ):
+        result = fit(ckpt.model, train_set, test_set, config, args.workdir, log_csv=args.log_csv)
+    meta = {**ckpt.meta, "stage": "finetuned", "finetune": result.to_dict(), "parent": str(args.model)}
+    save_checkpoint(args.out, ckpt.model.cpu(), preprocessing=ckpt.preprocessing, meta=meta)
+    finish_emissions(args)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("finetune", help="fine-tune a pruned checkpoint (resumable)")
+    p.add_argument("--model", type=Path, required=True, help="pruned checkpoint")
+    add_data_args(p)
+    p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True, help="fine-tuned checkpoint to write")
+    p.add_argument("--workdir", type=Path, required=True, help="folder for resumable training state")
+    p.add_argument("--log-csv", type=Path, required=True, help="per-epoch log to write")
+    add_emissions_args(p)
+    add_threads_arg(p)
+    p.set_defaults(func=_run)

@@ -1,0 +1,89 @@
+"""``layerprune prune``: score with one criterion, select under a budget, remove units."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from layerprune.cli._common import add_data_args, add_threads_arg, json_arg, set_threads
+from layerprune.criteria import CRITERIA
+from layerprune.data import build_dataset, calibration_loader
+from layerprune.io import read_json, write_csv, write_json
+from layerprune.models import get_units, load_checkpoint, save_checkpoint
+from layerprune.pruning import prune_model, scores_table
+from layerprune.selection import Budget
+from layerprune.similarity.extract import Representations
+from layerprune.train import TrainConfig, select_device
+
+
+def _run(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
+    ckpt = load_checkpoint(args.model)
+    budget = Budget.parse(args.budget)
+    input_size = ckpt.preprocessing["input_size"]
+    pruning = args.pruning
+    reps = Representations.load(args.representations) if args.representations else None
+    distances = pd.read_csv(args.candidates) if args.candidates else None
+    segments = read_json(args.segments)["segment_units"] if args.segments else None
+    loader = None
+    if args.method == "sglp" or pruning.get("iterative"):
+        loader = calibration_loader(
+            args.data, size=args.calibration_size, batch_size=args.calibration_batch_size, seed=args.calibration_seed
+        )
+    finetune_between = None
+    if pruning.get("iterative") and pruning.get("finetune_epochs_between", 0) > 0:
+        config = TrainConfig.from_dict(
+            {**args.finetune, "epochs": pruning["finetune_epochs_between"], "seed": args.seed}
+        )
+        finetune_between = (config, build_dataset(args.data, "train", augment=args.data.get("augment", True)))
+    result = prune_model(
+        args.method,
+        budget,
+        ckpt.model,
+        input_size,
+        min_units_per_stage=pruning.get("min_units_per_stage", 2),
+        representations=reps,
+        candidate_distances=distances,
+        consensus_metrics=args.consensus_metrics,
+        segments=segments,
+        allocation=pruning.get("allocation", "proportional"),
+        calibration_loader=loader,
+        gradnorm_batches=pruning.get("gradnorm_batches", 4),
+        iterative=bool(pruning.get("iterative")) and args.method == "cka",
+        units_per_step=pruning.get("units_per_step", 1),
+        finetune_between=finetune_between,
+        seed=args.seed,
+        device=select_device("auto"),
+    )
+    plan = {"method": args.method, "budget": str(budget), "seed": args.seed, **result.plan}
+    write_json(args.plan, plan)  # the plan is on disk before any surgery output
+    units = get_units(ckpt.model, input_size)
+    write_csv(args.scores, scores_table(units, result.scores, plan["removed"]))
+    meta = {**ckpt.meta, "stage": "pruned", "method": args.method, "budget": str(budget),
+            "seed": args.seed, "removed": plan["removed"], "parent": str(args.model)}  # fmt: skip
+    save_checkpoint(args.out, result.model, preprocessing=ckpt.preprocessing, meta=meta)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("prune", help="score, select under a budget and physically remove units")
+    p.add_argument("--model", type=Path, required=True, help="baseline checkpoint")
+    p.add_argument("--method", choices=sorted(CRITERIA), required=True, help="criterion")
+    p.add_argument("--budget", required=True, help="blocksN (remove N units) or macsP (remove >= P%% of MACs)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pruning", type=json_arg, default={}, help="the config's pruning section")
+    p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section (iterative cka)")
+    add_data_args(p)
+    p.add_argument("--representations", type=Path, default=None, help="output of `layerprune extract`")
+    p.add_argument("--candidates", type=Path, default=None, help="candidate distances (consensus)")
+    p.add_argument("--consensus-metrics", nargs="+", default=["cka"], help="metrics consensus votes over")
+    p.add_argument("--segments", type=Path, default=None, help="segments JSON (sglp)")
+    p.add_argument("--calibration-size", type=int, default=512)
+    p.add_argument("--calibration-batch-size", type=int, default=128)
+    p.add_argument("--calibration-seed", type=int, default=0)
+    p.add_argument("--scores", type=Path, required=True, help="tidy scores CSV to write")
+    p.add_argument("--plan", type=Path, required=True, help="plan JSON to write")
+    p.add_argument("--out", type=Path, required=True, help="pruned checkpoint to write")
+    add_threads_arg(p)
+    p.set_defaults(func=_run)

@@ -1,0 +1,270 @@
+"""The pruning stage: score units with a criterion, select under a budget, remove them.
+
+The plan (units, scores, predicted MACs and params) is returned before surgery so the
+caller can save it first; the iterative CKA criterion rescores after every step and
+optionally fine-tunes in between with the same training loop as everything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from layerprune.criteria import CRITERIA, NEEDS_REPRESENTATIONS
+from layerprune.criteria.scores import (
+    angular_scores,
+    block_influence_scores,
+    cka_scores,
+    consensus_scores,
+    gradnorm_scores,
+    greedy_loss_scores,
+    random_scores,
+    weight_norm_scores,
+)
+from layerprune.models import count_macs, count_params, get_units
+from layerprune.models.units import Unit
+from layerprune.selection import Budget, plan_summary, select_per_segment, select_units
+from layerprune.similarity.extract import Representations, extract_representations
+from layerprune.surgery import remove_units
+from layerprune.train import TrainConfig, fit
+
+__all__ = ["PruneResult", "score_units", "prune_model", "scores_table"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PruneResult:
+    """Outcome of :func:`prune_model`: the plan (JSON-ready), the scores and the smaller model."""
+
+    plan: dict
+    scores: dict[str, float]
+    model: nn.Module
+    steps: list[dict] = field(default_factory=list)
+
+
+def _distances(candidates_table: pd.DataFrame, metrics: Sequence[str]) -> dict[str, dict[str, float]]:
+    missing = sorted(set(metrics) - set(candidates_table["metric"]))
+    if missing:
+        raise ValueError(
+            f"the candidate table has no distances for {missing}; add them to similarity.metrics and rerun"
+        )
+    return {
+        metric: dict(zip(group["unit"], group["distance"].astype(float)))
+        for metric, group in candidates_table.groupby("metric")
+        if metric in metrics
+    }
+
+
+def score_units(
+    method: str,
+    model: nn.Module,
+    candidates: Sequence[str],
+    *,
+    representations: Representations | None = None,
+    candidate_distances: pd.DataFrame | None = None,
+    consensus_metrics: Sequence[str] = ("cka",),
+    gradnorm_batches: Callable[[], object] | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Scores every candidate with criterion ``method`` (lower = safer to remove)."""
+    if method not in CRITERIA:
+        raise ValueError(f"unknown criterion {method!r}; expected one of {sorted(CRITERIA)}")
+    if method in NEEDS_REPRESENTATIONS and representations is None:
+        raise ValueError(f"criterion {method!r} needs the calibration representations (extract stage)")
+    reps = representations
+    if method == "cka":
+        return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in candidates})
+    if method == "consensus":
+        if candidate_distances is None:
+            raise ValueError("consensus needs the candidate distance table (similarity stage)")
+        table = _distances(candidate_distances, consensus_metrics)
+        return consensus_scores({m: {c: d[c] for c in candidates} for m, d in table.items()})
+    if method == "random":
+        return random_scores(list(candidates), seed)
+    if method == "weight_norm":
+        return weight_norm_scores(model, candidates)
+    if method in ("block_influence", "angular"):
+        cosine = dict(zip(reps.units, reps.io_cosine.tolist()))
+        fn = block_influence_scores if method == "block_influence" else angular_scores
+        return fn({c: cosine[c] for c in candidates})
+    if method == "greedy_loss":
+        losses = dict(zip(reps.candidates, reps.bypassed_loss.tolist()))
+        return greedy_loss_scores({c: losses[c] for c in candidates}, reps.intact_loss)
+    if method == "sglp":
+        if gradnorm_batches is None:
+            raise ValueError("sglp needs labelled calibration batches for GradNorm")
+        return gradnorm_scores(model, gradnorm_batches(), candidates, device=device)
+    raise AssertionError(f"criterion {method!r} is registered but not dispatched")  # pragma: no cover
+
+
+def scores_table(units: Sequence[Unit], scores: Mapping[str, float], removed: Sequence[str]) -> pd.DataFrame:
+    """Tidy scores: ``unit, stage, score, rank, removed`` (rank 1 = safest to remove)."""
+    rows = [
+        {"unit": u.name, "stage": u.stage, "score": scores[u.name], "removed": u.name in removed}
+        for u in units
+        if u.name in scores
+    ]
+    frame = pd.DataFrame(rows)
+    frame["rank"] = frame["score"].rank(method="first").astype(int)
+    return frame[["unit", "stage", "score", "rank", "removed"]]
+
+
+def prune_model(
+    method: str,
+    budget: Budget,
+    model: nn.Module,
+    input_size: Sequence[int],
+    *,
+    min_units_per_stage: int = 2,
+    representations: Representations | None = None,
+    candidate_distances: pd.DataFrame | None = None,
+    consensus_metrics: Sequence[str] = ("cka",),
+    segments: Sequence[Sequence[str]] | None = None,
+    allocation: str = "proportional",
+    calibration_loader: DataLoader | None = None,
+    gradnorm_batches: int = 4,
+    iterative: bool = False,
+    units_per_step: int = 1,
+    finetune_between: tuple[TrainConfig, Dataset] | None = None,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+) -> PruneResult:
+    """Scores, selects and physically removes units.
+
+    Args:
+        method: criterion name (see :data:`layerprune.criteria.CRITERIA`).
+        budget: how much to remove.
+        model: the (baseline) model; not modified.
+        input_size: (C, H, W) of its inputs.
+        min_units_per_stage: every stage keeps at least this many units.
+        representations: the extraction artifact (cka, consensus, block influence, angular, greedy loss).
+        candidate_distances: tidy ``unit, metric, distance`` table (consensus).
+        consensus_metrics: metrics the consensus votes over.
+        segments: unit names per contiguous segment (sglp).
+        allocation: how sglp spreads the budget over segments.
+        calibration_loader: labelled calibration batches (sglp's GradNorm; iterative rescoring).
+        gradnorm_batches: batches used by GradNorm.
+        iterative: (cka) remove ``units_per_step`` at a time and rescore in between.
+        units_per_step: units removed per iterative step.
+        finetune_between: (iterative) a config and training set to fine-tune with between steps.
+        seed: seed of the random criterion.
+        device: where scoring runs.
+    """
+    units = get_units(model, input_size)
+    total_macs, _ = count_macs(model, input_size)
+    total_params = count_params(model)
+    candidates = [u.name for u in units if u.removable]
+
+    def first_batches() -> object:
+        if calibration_loader is None:
+            raise ValueError("GradNorm needs the calibration loader")
+        return (batch for i, batch in zip(range(gradnorm_batches), calibration_loader))
+
+    if iterative:
+        if method != "cka":
+            raise ValueError(f"iterative pruning is implemented for the cka criterion, not {method!r}")
+        return _prune_iteratively(
+            budget, model, input_size, units, total_macs, total_params,
+            min_units_per_stage=min_units_per_stage, calibration_loader=calibration_loader,
+            units_per_step=units_per_step, finetune_between=finetune_between, device=device,
+        )  # fmt: skip
+
+    scores = score_units(
+        method, model, candidates, representations=representations,
+        candidate_distances=candidate_distances, consensus_metrics=consensus_metrics,
+        gradnorm_batches=first_batches, seed=seed, device=device,
+    )  # fmt: skip
+    if method == "sglp":
+        if segments is None:
+            raise ValueError("sglp needs the segments (segment stage)")
+        removed = select_per_segment(
+            units, scores, segments, budget, total_macs,
+            min_units_per_stage=min_units_per_stage, allocation=allocation,
+        )  # fmt: skip
+    else:
+        removed = select_units(units, scores, budget, total_macs, min_units_per_stage=min_units_per_stage)
+    plan = plan_summary(units, removed, total_macs, total_params)
+    pruned = remove_units(model.cpu(), removed)
+    return PruneResult(plan=plan, scores=scores, model=pruned)
+
+
+def _prune_iteratively(
+    budget: Budget,
+    model: nn.Module,
+    input_size: Sequence[int],
+    units: list[Unit],
+    total_macs: int,
+    total_params: int,
+    *,
+    min_units_per_stage: int,
+    calibration_loader: DataLoader | None,
+    units_per_step: int,
+    finetune_between: tuple[TrainConfig, Dataset] | None,
+    device: torch.device | str,
+) -> PruneResult:
+    """Pons et al.'s loop: score, remove the most similar units, (fine-tune), rescore."""
+    if calibration_loader is None:
+        raise ValueError("iterative cka needs the calibration loader")
+    current = model
+    # Unit names renumber after each removal; keep the original name of every current unit.
+    original = {u.name: u.name for u in units}
+    removed: list[str] = []
+    steps: list[dict] = []
+    first_scores: dict[str, float] | None = None
+    by_name = {u.name: u for u in units}
+    while not budget.is_met(len(removed), sum(by_name[n].macs for n in removed), total_macs):
+        current_units = get_units(current, input_size)
+        reps = extract_representations(
+            current, calibration_loader, input_size=input_size, matrix=False, device=device, progress=False
+        )
+        scores = cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in reps.candidates})
+        if first_scores is None:
+            first_scores = {original[k]: v for k, v in scores.items()}
+        remaining = budget.value - len(removed) if budget.kind == "blocks" else units_per_step
+        step_budget = Budget.blocks(max(1, min(units_per_step, remaining)))
+        current_macs, _ = count_macs(current, input_size)
+        try:
+            chosen = select_units(
+                current_units, scores, step_budget, current_macs, min_units_per_stage=min_units_per_stage
+            )
+        except ValueError as err:
+            raise ValueError(
+                f"iterative cka stopped after removing {removed}: {err}"
+            ) from None
+        steps.append({"step": len(steps) + 1, "removed": [original[c] for c in chosen],
+                      "scores": {original[k]: v for k, v in scores.items()}})  # fmt: skip
+        removed += [original[c] for c in chosen]
+        log.info("step %d: removed %s", len(steps), [original[c] for c in chosen])
+        current = remove_units(current.cpu(), chosen)
+        original = _renumber(original, chosen, current)
+        if finetune_between is not None and finetune_between[0].epochs > 0:
+            config, train_set = finetune_between
+            with tempfile.TemporaryDirectory() as workdir:
+                fit(current, train_set, None, config, Path(workdir), progress=False, device=device)
+    plan = plan_summary(units, removed, total_macs, total_params)
+    plan["steps"] = steps
+    return PruneResult(plan=plan, scores=first_scores or {}, model=current.cpu(), steps=steps)
+
+
+def _renumber(original: dict[str, str], chosen: Sequence[str], pruned: nn.Module) -> dict[str, str]:
+    """Maps the pruned model's unit names to the baseline's, after ``chosen`` were removed."""
+    mapping = {}
+    for stage in pruned.stage_names:
+        survivors = sorted(
+            (int(name.split(".")[1]), orig)
+            for name, orig in original.items()
+            if name.split(".")[0] == stage and name not in chosen
+        )
+        for new_index, (_, orig) in enumerate(survivors):
+            mapping[f"{stage}.{new_index}"] = orig
+    return mapping

@@ -1,0 +1,207 @@
+"""One pass over the calibration data that captures everything the criteria need.
+
+For every batch the model runs once up to each unit, keeping each unit's input; then,
+for each removable candidate ``i``, only the *suffix* after ``i`` is run from the cached
+input of ``i`` (bypassing ``i`` changes nothing before it). That costs about half of
+running the whole model once per candidate, and gives exactly the same features.
+
+In the same pass it accumulates the unit-by-unit CKA matrix (minibatch HSIC, memory
+bounded by the batch), the cosine between each unit's input and output (ShortGPT's block
+influence) and the cross-entropy of every bypassed model (SLEB's greedy loss). Only
+penultimate features (n x d, d = 64 for CIFAR ResNets) are kept per sample, so memory
+grows linearly in n and never with n^2 or with feature-map sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from layerprune.io import atomic_path
+from layerprune.models.units import _unit_list, forward_from, get_units, unit_names
+from layerprune.similarity.minibatch import MinibatchCKA
+
+__all__ = ["Representations", "extract_representations"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Representations:
+    """What extraction stores (``representations.npz``).
+
+    Attributes:
+        units: names of all units in forward order.
+        candidates: the removable units, whose bypass was evaluated.
+        labels: (n,) calibration labels.
+        intact: (n, d) penultimate features of the intact model.
+        bypassed: (c, n, d) penultimate features with candidate ``c`` bypassed.
+        intact_loss: mean cross-entropy of the intact model on the calibration set.
+        bypassed_loss: (c,) the same with each candidate bypassed.
+        io_cosine: (L,) mean over samples of the cosine between each unit's input and output
+            (NaN for units that change the shape).
+        matrix_names: ``["stem", *units]``, the rows of ``cka_matrix``.
+        cka_matrix: (L + 1, L + 1) linear CKA among the stem and unit outputs (or empty).
+        cka_mode: estimator of the matrix (``unbiased`` or ``sglp``).
+    """
+
+    units: list[str]
+    candidates: list[str]
+    labels: np.ndarray
+    intact: np.ndarray
+    bypassed: np.ndarray
+    intact_loss: float
+    bypassed_loss: np.ndarray
+    io_cosine: np.ndarray
+    matrix_names: list[str]
+    cka_matrix: np.ndarray
+    cka_mode: str
+
+    def bypassed_of(self, name: str) -> np.ndarray:
+        """(n, d) penultimate features with unit ``name`` bypassed."""
+        return self.bypassed[self.candidates.index(name)]
+
+    def save(self, path: str | Path) -> Path:
+        with atomic_path(path) as tmp:
+            np.savez_compressed(
+                tmp,
+                units=np.array(self.units),
+                candidates=np.array(self.candidates),
+                labels=self.labels,
+                intact=self.intact,
+                bypassed=self.bypassed,
+                intact_loss=np.array(self.intact_loss),
+                bypassed_loss=self.bypassed_loss,
+                io_cosine=self.io_cosine,
+                matrix_names=np.array(self.matrix_names),
+                cka_matrix=self.cka_matrix,
+                cka_mode=np.array(self.cka_mode),
+            )
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Representations:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found; run `layerprune extract` (rule extract_activations)")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return cls(
+                    units=z["units"].tolist(),
+                    candidates=z["candidates"].tolist(),
+                    labels=z["labels"],
+                    intact=z["intact"],
+                    bypassed=z["bypassed"],
+                    intact_loss=float(z["intact_loss"]),
+                    bypassed_loss=z["bypassed_loss"],
+                    io_cosine=z["io_cosine"],
+                    matrix_names=z["matrix_names"].tolist(),
+                    cka_matrix=z["cka_matrix"],
+                    cka_mode=str(z["cka_mode"]),
+                )
+        except (KeyError, ValueError, OSError) as err:
+            raise ValueError(f"{path} is not a representations file ({err}); delete it and rerun extraction") from None
+
+
+def _flat(x: Tensor) -> Tensor:
+    return x.flatten(1)
+
+
+@torch.no_grad()
+def extract_representations(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    *,
+    input_size: Sequence[int],
+    candidates: Sequence[str] | None = None,
+    matrix: bool = True,
+    cka_mode: str = "unbiased",
+    prefix_cache: bool = True,
+    device: torch.device | str = "cpu",
+    progress: bool = True,
+) -> Representations:
+    """Runs the calibration batches through ``model`` and collects :class:`Representations`.
+
+    Args:
+        model: a model described in units (see :mod:`layerprune.models.units`).
+        batches: ``(images, labels)`` minibatches, normalised as the model expects.
+        input_size: (C, H, W), to find the removable units.
+        candidates: units to bypass (default: every removable unit).
+        matrix: also accumulate the unit-by-unit CKA matrix.
+        cka_mode: ``"unbiased"`` (minibatch CKA, Nguyen et al. 2021) or ``"sglp"``.
+        prefix_cache: run only the suffix after each candidate (``False`` reruns the whole
+            model per candidate; same result, for benchmarks).
+        device: where to compute.
+        progress: show a progress bar.
+    """
+    model = model.to(device).eval()
+    names = unit_names(model)
+    if candidates is None:
+        candidates = [u.name for u in get_units(model, input_size) if u.removable]
+    positions = [names.index(c) for c in candidates]
+    modules = _unit_list(model)
+    accumulator = MinibatchCKA(len(names) + 1, mode=cka_mode) if matrix else None
+
+    intact, labels = [], []
+    bypassed: list[list[Tensor]] = [[] for _ in candidates]
+    bypassed_loss = torch.zeros(len(candidates), dtype=torch.float64)
+    intact_loss = 0.0
+    cosine_sum = torch.zeros(len(names), dtype=torch.float64)
+    n = 0
+    for x, y in tqdm(batches, desc="extract", disable=not progress, leave=False):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        h = model.forward_stem(x)
+        unit_inputs, outputs = [], [h]
+        for unit in modules:
+            unit_inputs.append(h)
+            h = unit(h)
+            outputs.append(h)
+        features = model.forward_penultimate(h)
+        intact.append(features.float().cpu())
+        labels.append(y.cpu())
+        intact_loss += float(F.cross_entropy(model.forward_head(features), y, reduction="sum"))
+        for i, (inp, out) in enumerate(zip(unit_inputs, outputs[1:])):
+            if inp.shape == out.shape:  # undefined (NaN) for downsampling units
+                cosine_sum[i] += F.cosine_similarity(_flat(inp), _flat(out), dim=1).double().sum().cpu()
+            else:
+                cosine_sum[i] = float("nan")
+        for c, position in enumerate(positions):
+            if prefix_cache:
+                feats = forward_from(model, unit_inputs[position], position + 1)
+            else:
+                feats = forward_from(model, model.forward_stem(x), 0, skip=position)
+            bypassed[c].append(feats.float().cpu())
+            bypassed_loss[c] += float(F.cross_entropy(model.forward_head(feats), y, reduction="sum"))
+        if accumulator is not None:
+            if x.shape[0] >= accumulator.min_batch_size:
+                accumulator.update([_flat(o) for o in outputs])
+            else:
+                log.warning("batch of %d samples left out of the CKA matrix (too small)", x.shape[0])
+        n += x.shape[0]
+    if n == 0:
+        raise ValueError("no calibration batches; check calibration.size")
+    return Representations(
+        units=names,
+        candidates=list(candidates),
+        labels=torch.cat(labels).numpy(),
+        intact=torch.cat(intact).numpy(),
+        bypassed=(
+            torch.stack([torch.cat(b) for b in bypassed]).numpy()
+            if candidates
+            else np.zeros((0, n, intact[0].shape[1]), dtype=np.float32)
+        ),
+        intact_loss=intact_loss / n,
+        bypassed_loss=(bypassed_loss / n).numpy(),
+        io_cosine=(cosine_sum / n).numpy(),
+        matrix_names=["stem", *names],
+        cka_matrix=accumulator.compute() if accumulator is not None else np.zeros((0, 0)),
+        cka_mode=cka_mode,
+    )
