@@ -13,6 +13,13 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/baseline.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/similarity.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/prune.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/robustness.smk"
 
 
 rule all:

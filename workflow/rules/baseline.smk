@@ -1,4 +1,4 @@
-# Baseline: the unpruned model, trained (GPU when available) or imported, then evaluated.
+# Baseline: the unpruned model, trained (GPU when available) or imported.
 
 
 rule baseline_train:
@@ -14,7 +14,7 @@ rule baseline_train:
         train=as_json("train"),
         seed=config["seeds"][0],
         country=lookup(dpath="emissions/country_iso_code", within=config),
-        emissions_flag="" if config["emissions"]["enabled"] else "--no-emissions",
+        emissions_flag=emissions_flag(),
         workdir=lambda wildcards, output: os.path.join(os.path.dirname(output.model), "train_state"),
     threads: baseline_threads()
     resources:
@@ -32,32 +32,3 @@ rule baseline_train:
         " --seed {params.seed} --out {output.model} --workdir {params.workdir}"
         " --log-csv {output.log_csv} --emissions {output.emissions} {params.emissions_flag}"
         " --country {params.country} --threads {threads} > {log} 2>&1"
-
-
-rule baseline_evaluate:
-    message:
-        "Evaluating the unpruned model of {wildcards.experiment}"
-    input:
-        model=rules.baseline_train.output.model,
-    output:
-        metrics="results/{experiment}/baseline/metrics.json",
-        emissions="results/{experiment}/baseline/emissions_inference.csv",
-    params:
-        data=as_json("data"),
-        batch_size=lookup(dpath="evaluation/batch_size", within=config),
-        latency_batch_size=lookup(dpath="evaluation/latency_batch_size", within=config),
-        latency_repeats=lookup(dpath="evaluation/latency_repeats", within=config),
-        country=lookup(dpath="emissions/country_iso_code", within=config),
-        emissions_flag="" if config["emissions"]["enabled"] else "--no-emissions",
-    threads: baseline_threads()
-    log:
-        "logs/baseline_evaluate/{experiment}.log",
-    benchmark:
-        "benchmarks/baseline_evaluate/{experiment}.tsv"
-    conda:
-        "../../envs/layerprune.yaml"
-    shell:
-        "layerprune evaluate --model {input.model} --data {params.data:q} --out {output.metrics}"
-        " --batch-size {params.batch_size} --latency-batch-size {params.latency_batch_size}"
-        " --latency-repeats {params.latency_repeats} --emissions {output.emissions}"
-        " {params.emissions_flag} --country {params.country} --threads {threads} > {log} 2>&1"

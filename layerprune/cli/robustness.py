@@ -1,0 +1,89 @@
+"""``layerprune corrupt`` and ``layerprune robustness``: corrupted test sets (made once) and
+adversarial + corruption robustness of one checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from layerprune.cli._common import add_data_args, add_threads_arg, json_arg, set_threads
+from layerprune.io import write_csv
+from layerprune.models import load_checkpoint
+from layerprune.robustness import run_attacks, save_corruption_grid, validate_attack_configs
+from layerprune.robustness.corrupted_set import (
+    CorruptedSet,
+    evaluate_corrupted_set,
+    load_cifar10c,
+    make_corrupted_set,
+    test_images,
+)
+from layerprune.train import select_device
+
+ADVERSARIAL_COLUMNS = ["attack", "norm", "epsilon", "robust_accuracy", "n", "max_perturbation"]
+CORRUPTION_COLUMNS = ["corruption", "group", "severity", "accuracy", "n"]
+
+
+def _corrupt(args: argparse.Namespace) -> None:
+    if args.cifar10c_root:
+        data = load_cifar10c(args.cifar10c_root, args.corruptions, args.severities, args.size)
+    else:
+        images, labels = test_images(args.data, args.size, args.seed)
+        data = make_corrupted_set(images, labels, args.corruptions, args.severities, args.seed)
+        if args.grid:
+            save_corruption_grid(images[:3], args.grid, args.corruptions, args.severities, args.seed)
+    data.save(args.out)
+
+
+def _robustness(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
+    ckpt = load_checkpoint(args.model)
+    mean, std = ckpt.preprocessing.get("mean"), ckpt.preprocessing.get("std")
+    device = select_device("auto")
+    attacks = validate_attack_configs(args.attacks) if args.attacks else []
+    if attacks:
+        images, labels = test_images(args.data, args.size, args.seed)
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+        adversarial = run_attacks(
+            ckpt.model, x, torch.from_numpy(labels), mean=mean, std=std, attacks=attacks,
+            batch_size=args.batch_size, device=device, seed=args.seed,
+        )  # fmt: skip
+    else:
+        adversarial = pd.DataFrame(columns=ADVERSARIAL_COLUMNS)
+    write_csv(args.adversarial, adversarial)
+    if args.corrupted:
+        corruptions = evaluate_corrupted_set(
+            ckpt.model, CorruptedSet.load(args.corrupted), mean=mean, std=std,
+            batch_size=args.batch_size, device=device,
+        )  # fmt: skip
+    else:
+        corruptions = pd.DataFrame(columns=CORRUPTION_COLUMNS)
+    write_csv(args.corruptions, corruptions)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("corrupt", help="make the corrupted test set once (CIFAR-10-C protocol)")
+    add_data_args(p)
+    p.add_argument("--corruptions", nargs="+", required=True, help="corruption names")
+    p.add_argument("--severities", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    p.add_argument("--size", type=int, default=500, help="seeded test images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cifar10c-root", type=Path, default=None, help="load the real CIFAR-10-C instead")
+    p.add_argument("--out", type=Path, required=True, help="corrupted set .npz to write")
+    p.add_argument("--grid", type=Path, default=None, help="PNG of sample images per corruption and severity")
+    p.set_defaults(func=_corrupt)
+
+    p = subparsers.add_parser("robustness", help="adversarial and corruption robustness of a checkpoint")
+    p.add_argument("--model", type=Path, required=True, help="a layerprune checkpoint")
+    add_data_args(p)
+    p.add_argument("--attacks", type=json_arg, default=[], help="the config's robustness.attacks (JSON)")
+    p.add_argument("--size", type=int, default=200, help="seeded test images attacked")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--corrupted", type=Path, default=None, help="output of `layerprune corrupt`")
+    p.add_argument("--adversarial", type=Path, required=True, help="tidy adversarial CSV to write")
+    p.add_argument("--corruptions", type=Path, required=True, help="tidy corruption CSV to write")
+    add_threads_arg(p)
+    p.set_defaults(func=_robustness)

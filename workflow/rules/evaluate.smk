@@ -1,0 +1,31 @@
+# Clean evaluation of any model (baseline, pruned, fine-tuned): top-1, params, MACs,
+# latency, and the CodeCarbon-tracked energy of one test-set inference pass.
+
+
+rule evaluate_model:
+    message:
+        "Evaluating {wildcards.experiment}/{wildcards.model}"
+    input:
+        model="results/{experiment}/{model}/model.pt",
+    output:
+        metrics="results/{experiment}/{model}/metrics.json",
+        emissions="results/{experiment}/{model}/emissions_inference.csv",
+    params:
+        data=as_json("data"),
+        batch_size=lookup(dpath="evaluation/batch_size", within=config),
+        latency_batch_size=lookup(dpath="evaluation/latency_batch_size", within=config),
+        latency_repeats=lookup(dpath="evaluation/latency_repeats", within=config),
+        country=lookup(dpath="emissions/country_iso_code", within=config),
+        emissions_flag=emissions_flag(),
+    threads: baseline_threads()
+    log:
+        "logs/evaluate_model/{experiment}/{model}.log",
+    benchmark:
+        "benchmarks/evaluate_model/{experiment}/{model}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune evaluate --model {input.model} --data {params.data:q} --out {output.metrics}"
+        " --batch-size {params.batch_size} --latency-batch-size {params.latency_batch_size}"
+        " --latency-repeats {params.latency_repeats} --emissions {output.emissions}"
+        " {params.emissions_flag} --country {params.country} --threads {threads} > {log} 2>&1"

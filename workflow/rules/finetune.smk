@@ -1,0 +1,34 @@
+# Fine-tuning (GPU when available) of every pruned model, with CodeCarbon tracking.
+
+
+rule finetune_model:
+    message:
+        "Fine-tuning {wildcards.method}/{wildcards.budget}/seed{wildcards.seed} of {wildcards.experiment}"
+    input:
+        model=rules.prune_model.output.model,
+    output:
+        model="results/{experiment}/finetuned/{method}/{budget}/seed{seed}/model.pt",
+        log_csv="results/{experiment}/finetuned/{method}/{budget}/seed{seed}/log.csv",
+        emissions="results/{experiment}/finetuned/{method}/{budget}/seed{seed}/emissions_finetune.csv",
+    params:
+        data=as_json("data"),
+        finetune=as_json("finetune"),
+        country=lookup(dpath="emissions/country_iso_code", within=config),
+        emissions_flag=emissions_flag(),
+        workdir=lambda wildcards, output: os.path.join(os.path.dirname(output.model), "train_state"),
+    threads: baseline_threads()
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=360,
+    log:
+        "logs/finetune_model/{experiment}/{method}/{budget}/seed{seed}.log",
+    benchmark:
+        "benchmarks/finetune_model/{experiment}/{method}/{budget}/seed{seed}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune finetune --model {input.model} --data {params.data:q} --finetune {params.finetune:q}"
+        " --seed {wildcards.seed} --out {output.model} --workdir {params.workdir}"
+        " --log-csv {output.log_csv} --emissions {output.emissions} {params.emissions_flag}"
+        " --country {params.country} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,42 @@
+# Pruning: for every configured criterion, budget and seed, score the removable units,
+# select under the budget (plan saved first) and physically remove them.
+
+
+rule prune_model:
+    message:
+        "Pruning {wildcards.experiment} with {wildcards.method} at {wildcards.budget} (seed {wildcards.seed})"
+    input:
+        model=rules.baseline_train.output.model,
+        representations=rules.extract_activations.output.representations,
+        candidates=rules.similarity_tables.output.candidates,
+        segments=rules.segment_layers.output.segments,
+    output:
+        scores="results/{experiment}/pruned/{method}/{budget}/seed{seed}/scores.csv",
+        plan="results/{experiment}/pruned/{method}/{budget}/seed{seed}/plan.json",
+        model="results/{experiment}/pruned/{method}/{budget}/seed{seed}/model.pt",
+    params:
+        data=as_json("data"),
+        pruning=as_json("pruning"),
+        finetune=as_json("finetune"),
+        consensus_metrics=consensus_metrics(),
+        calibration_size=lookup(dpath="calibration/size", within=config),
+        calibration_batch_size=lookup(dpath="calibration/batch_size", within=config),
+        calibration_seed=lookup(dpath="calibration/seed", within=config),
+    threads: baseline_threads()
+    resources:
+        mem_mb=8000,
+    log:
+        "logs/prune_model/{experiment}/{method}/{budget}/seed{seed}.log",
+    benchmark:
+        "benchmarks/prune_model/{experiment}/{method}/{budget}/seed{seed}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune prune --model {input.model} --method {wildcards.method} --budget {wildcards.budget}"
+        " --seed {wildcards.seed} --pruning {params.pruning:q} --finetune {params.finetune:q}"
+        " --data {params.data:q} --representations {input.representations}"
+        " --candidates {input.candidates} --consensus-metrics {params.consensus_metrics}"
+        " --segments {input.segments} --calibration-size {params.calibration_size}"
+        " --calibration-batch-size {params.calibration_batch_size}"
+        " --calibration-seed {params.calibration_seed} --scores {output.scores}"
+        " --plan {output.plan} --out {output.model} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,63 @@
+# Robustness: foolbox attacks and CIFAR-10-C corruptions. The corrupted test set is made
+# once per experiment; every compared model (baseline, fine-tuned) is then evaluated on it.
+
+
+rule robustness_corrupt_data:
+    message:
+        "Corrupting the {wildcards.experiment} test subset (CIFAR-10-C protocol)"
+    output:
+        corrupted=temp("results/{experiment}/robustness/corrupted_test.npz"),
+        grid=report(
+            "results/{experiment}/robustness/corruption_examples.png",
+            caption="../report/corruption_examples.rst",
+            category="robustness",
+        ),
+    params:
+        data=as_json("data"),
+        corruptions=" ".join(config["robustness"]["corruptions"]),
+        severities=" ".join(str(s) for s in config["robustness"]["severities"]),
+        size=lookup(dpath="robustness/corruption_size", within=config),
+        seed=lookup(dpath="robustness/seed", within=config),
+        cifar10c=cifar10c_flag(),
+    log:
+        "logs/robustness_corrupt_data/{experiment}.log",
+    benchmark:
+        "benchmarks/robustness_corrupt_data/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune corrupt --data {params.data:q} --corruptions {params.corruptions}"
+        " --severities {params.severities} --size {params.size} --seed {params.seed}"
+        " {params.cifar10c} --out {output.corrupted} --grid {output.grid} > {log} 2>&1"
+
+
+rule robustness_eval:
+    message:
+        "Robustness of {wildcards.experiment}/{wildcards.model}"
+    input:
+        model="results/{experiment}/{model}/model.pt",
+        corrupted=corrupted_set_input,
+    output:
+        adversarial="results/{experiment}/robustness/{model}/adversarial.csv",
+        corruptions="results/{experiment}/robustness/{model}/corruptions.csv",
+    params:
+        data=as_json("data"),
+        attacks=json.dumps(config["robustness"]["attacks"]),
+        size=lookup(dpath="robustness/size", within=config),
+        seed=lookup(dpath="robustness/seed", within=config),
+        batch_size=lookup(dpath="robustness/batch_size", within=config),
+        corrupted=lambda wildcards, input: f"--corrupted {input.corrupted}" if input.corrupted else "",
+    threads: baseline_threads()
+    resources:
+        mem_mb=8000,
+    log:
+        "logs/robustness_eval/{experiment}/{model}.log",
+    benchmark:
+        "benchmarks/robustness_eval/{experiment}/{model}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune robustness --model {input.model} --data {params.data:q} --attacks {params.attacks:q}"
+        " --size {params.size} --seed {params.seed} --batch-size {params.batch_size}"
+        " {params.corrupted} --adversarial {output.adversarial} --corruptions {output.corruptions}"
+        " --threads {threads} > {log} 2>&1"

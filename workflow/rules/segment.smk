@@ -1,0 +1,22 @@
+# Segmentation: Fisher optimal contiguous segments of the units from their CKA rows (SGLP).
+
+
+rule segment_layers:
+    message:
+        "Fisher segmentation of the units of {wildcards.experiment}"
+    input:
+        representations=rules.extract_activations.output.representations,
+    output:
+        segments="results/{experiment}/segments/segments.json",
+    params:
+        segments=lookup(dpath="pruning/segments", within=config),
+    localrule: True
+    log:
+        "logs/segment_layers/{experiment}.log",
+    benchmark:
+        "benchmarks/segment_layers/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune segment --representations {input.representations}"
+        " --segments {params.segments} --out {output.segments} > {log} 2>&1"

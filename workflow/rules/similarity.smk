@@ -1,0 +1,29 @@
+# Similarity: tidy tables of the unit-by-unit CKA matrix and of the intact-vs-bypassed
+# distances of every removable unit (the inputs of the CKA and Consensus criteria).
+
+
+rule similarity_tables:
+    message:
+        "Similarity tables of {wildcards.experiment}"
+    input:
+        representations=rules.extract_activations.output.representations,
+    output:
+        matrix="results/{experiment}/similarity/unit_cka.csv",
+        candidates="results/{experiment}/similarity/candidates.csv",
+        heatmap=report(
+            "results/{experiment}/similarity/unit_cka.png",
+            caption="../report/unit_cka.rst",
+            category="similarity",
+        ),
+    params:
+        metrics=consensus_metrics(),
+    log:
+        "logs/similarity_tables/{experiment}.log",
+    benchmark:
+        "benchmarks/similarity_tables/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune similarity --representations {input.representations} --metrics {params.metrics}"
+        " --matrix {output.matrix} --candidates {output.candidates} --heatmap {output.heatmap}"
+        " > {log} 2>&1"
