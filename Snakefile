@@ -12,6 +12,18 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+
+
+# The wildcard vocabulary, always in this order in paths:
+# results/{experiment}/<stage>/{method}/{budget}/seed{seed}/...
+wildcard_constraints:
+    experiment=EXPERIMENT,
+    method=one_of(METHODS),
+    budget=one_of(BUDGETS),
+    seed=one_of(SEEDS),
+    model=rf"baseline|(pruned|finetuned)/({one_of(METHODS)})/({one_of(BUDGETS)})/seed({one_of(SEEDS)})",
+
+
 include: "workflow/rules/baseline.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/extract.smk"

@@ -1,4 +1,4 @@
-# Helpers shared by all rule files: config validation, wildcard vocabulary, paths, params.
+# Helpers shared by the stage files: config validation, the wildcard vocabulary, params.
 import json
 import os
 import sys
@@ -10,7 +10,7 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
 # not be activated); with --software-deployment-method conda the rule's env comes first.
-os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+os.environ.update(PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
 
 EXPERIMENT = config["experiment"]
 RESULTS = f"results/{EXPERIMENT}"
@@ -19,16 +19,9 @@ BUDGETS = config["budgets"]
 SEEDS = config["seeds"]
 
 
-def _one_of(values):
+def one_of(values):
+    """A wildcard constraint matching exactly the configured values."""
     return "|".join(str(v) for v in values)
-
-
-wildcard_constraints:
-    experiment=EXPERIMENT,
-    method=_one_of(METHODS),
-    budget=_one_of(BUDGETS),
-    seed=_one_of(SEEDS),
-    model=rf"baseline|(pruned|finetuned)/({_one_of(METHODS)})/({_one_of(BUDGETS)})/seed({_one_of(SEEDS)})",
 
 
 def as_json(section):

@@ -1,0 +1,120 @@
+"""The default workflow end to end, as a user runs it: `snakemake --cores all` on config.yaml.
+
+It runs once per test session in a temporary working directory (the repository's
+Snakefile, rules and config), first the baseline target alone, then everything, then
+the report; the tests below read what it left.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
+EXPERIMENT = CONFIG["experiment"]
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(workdir), "--configfile", str(REPO / "config.yaml"), "--cores", "2", *args,
+    ]  # fmt: skip
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3000)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    workdir = tmp_path_factory.mktemp("workflow")
+    baseline = snakemake(workdir, f"results/{EXPERIMENT}/baseline/metrics.json")
+    everything = snakemake(workdir)
+    report = snakemake(workdir, "--report", str(workdir / "report.html"))
+    noop = snakemake(workdir, "--dry-run")
+    return {"dir": workdir, "results": workdir / "results" / EXPERIMENT, "baseline": baseline,
+            "all": everything, "report": report, "noop": noop}  # fmt: skip
+
+
+def test_baseline_target_builds_only_the_baseline(run: dict) -> None:
+    log = run["baseline"].stderr
+    assert "baseline_train" in log and "evaluate_model" in log
+    assert "prune_model" not in log and "finetune_model" not in log
+    metrics = json.loads((run["results"] / "baseline" / "metrics.json").read_text())
+    assert metrics["top1"] > 0.9  # ResNet-20 on digits reaches ~99% in the default epochs
+    assert metrics["blocks_per_stage"] == [3, 3, 3]
+    assert metrics["params"] > 0 and metrics["macs"] > 0 and metrics["latency_ms"] > 0
+
+
+def test_every_method_and_budget_is_pruned_and_finetuned(run: dict) -> None:
+    for method in CONFIG["methods"]:
+        for budget in CONFIG["budgets"]:
+            for stage in ("pruned", "finetuned"):
+                folder = run["results"] / stage / method / budget / "seed0"
+                metrics = json.loads((folder / "metrics.json").read_text())
+                assert metrics["macs"] < json.loads((run["results"] / "baseline/metrics.json").read_text())["macs"]
+            plan = json.loads((run["results"] / "pruned" / method / budget / "seed0" / "plan.json").read_text())
+            assert plan["method"] == method and plan["budget"] == budget and plan["removed"]
+
+
+def test_summary_has_a_row_per_scheduled_model_and_no_missing_values(run: dict) -> None:
+    summary = pd.read_csv(run["results"] / "summary.csv")
+    baseline = summary[summary["method"] == "baseline"]
+    assert len(baseline) == 1
+    finetuned = summary[summary["stage"] == "finetuned"]
+    expected = {(m, b) for m in CONFIG["methods"] for b in CONFIG["budgets"]}
+    assert set(zip(finetuned["method"], finetuned["budget"])) == expected
+    assert len(finetuned) == len(expected)
+    for column in ("params", "macs", "top1", "top1_delta", "macs_reduction", "latency_ms",
+                   "adv_accuracy_mean", "corruption_accuracy_mean", "finetune_energy_kwh"):  # fmt: skip
+        assert not finetuned[column].isna().any(), column
+    assert (finetuned["macs_reduction"] > 0).all()
+
+
+def test_figures_tables_and_report_exist_and_are_not_empty(run: dict) -> None:
+    figures = list((run["results"] / "figures").glob("*"))
+    assert {f.suffix for f in figures} >= {".png", ".pdf"}
+    assert len([f for f in figures if f.suffix == ".png"]) >= 5
+    for path in [*figures, *(run["results"] / "tables").glob("*"), run["dir"] / "report.html"]:
+        assert path.stat().st_size > 0, path
+    table = (run["results"] / "tables" / "main.md").read_text()
+    for method in CONFIG["methods"]:
+        assert method in table
+
+
+def test_emissions_are_logged_and_say_how_power_was_obtained(run: dict) -> None:
+    frame = pd.read_csv(run["results"] / "baseline" / "emissions_train.csv")
+    assert (frame["energy_kwh"] > 0).all()
+    assert frame["cpu_power_source"].str.len().gt(0).all()
+
+
+def test_rerun_does_nothing(run: dict) -> None:
+    assert "Nothing to be done" in run["noop"].stdout + run["noop"].stderr
+
+
+def test_changing_a_plotting_option_reruns_only_plotting(run: dict) -> None:
+    result = snakemake(run["dir"], "--dry-run", "--config", "figures={dpi: 90}")
+    output = result.stdout + result.stderr
+    jobs = {line.split()[0] for line in output.split("Job stats:")[1].splitlines()[3:] if line.strip()}
+    jobs -= {"total", "all"}
+    assert jobs and all(job.startswith("figures") for job in jobs), jobs
+
+
+def test_robust_accuracy_at_epsilon_zero_is_clean_accuracy_and_monotone(run: dict) -> None:
+    frame = pd.read_csv(run["results"] / "robustness" / "baseline" / "adversarial.csv")
+    for attack, group in frame.groupby("attack"):
+        group = group.sort_values("epsilon")
+        assert math.isclose(group["epsilon"].iloc[0], 0.0)
+        assert group["robust_accuracy"].is_monotonic_decreasing, attack

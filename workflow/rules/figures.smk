@@ -1,0 +1,151 @@
+# Figures: drawn from result files only (summary.csv, CKA, segments, scores, robustness CSVs).
+# Plotting settings live in config["figures"]; changing them reruns only these rules. PNG is always
+# drawn (the report embeds it); figure_files() declares the other configured formats.
+
+
+rule figures_results:
+    message:
+        "Drawing the accuracy, energy and Pareto figures of {wildcards.experiment}"
+    input:
+        summary=rules.summarize_results.output.summary,
+    output:
+        accuracy=report(
+            "results/{experiment}/figures/accuracy_vs_macs.png",
+            caption="../report/accuracy_vs_macs.rst",
+            category="figures",
+            subcategory="accuracy",
+            labels={"figure": "accuracy vs MAC reduction"},
+        ),
+        energy=report(
+            "results/{experiment}/figures/energy.png",
+            caption="../report/energy.rst",
+            category="figures",
+            subcategory="energy",
+            labels={"figure": "energy and CO2"},
+        ),
+        pareto=report(
+            "results/{experiment}/figures/pareto.png",
+            caption="../report/pareto.rst",
+            category="figures",
+            subcategory="accuracy",
+            labels={"figure": "Pareto view"},
+        ),
+        other_formats=figure_files("accuracy_vs_macs", "energy", "pareto"),
+    params:
+        formats=figure_formats(),
+        dpi=lookup(dpath="figures/dpi", within=config),
+        out_dir=lambda wildcards, output: os.path.dirname(output.accuracy),
+    log:
+        "logs/figures_results/{experiment}.log",
+    benchmark:
+        "benchmarks/figures_results/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune figures --summary {input.summary} --only accuracy_vs_macs energy pareto"
+        " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"
+
+
+rule figures_cka_heatmap:
+    message:
+        "Drawing the CKA heatmap with Fisher segments and the criteria's unit scores of {wildcards.experiment}"
+    input:
+        unpack(similarity_figure_inputs),
+    output:
+        cka=report(
+            "results/{experiment}/figures/cka_segments.png",
+            caption="../report/cka_segments.rst",
+            category="figures",
+            subcategory="similarity",
+            labels={"figure": "CKA and segments"},
+        ),
+        scores=report(
+            "results/{experiment}/figures/criterion_scores.png",
+            caption="../report/criterion_scores.rst",
+            category="figures",
+            subcategory="similarity",
+            labels={"figure": "criterion scores"},
+        ),
+        other_formats=figure_files("cka_segments", "criterion_scores"),
+    params:
+        budget=config["budgets"][0],
+        formats=figure_formats(),
+        dpi=lookup(dpath="figures/dpi", within=config),
+        out_dir=lambda wildcards, output: os.path.dirname(output.cka),
+    log:
+        "logs/figures_cka_heatmap/{experiment}.log",
+    benchmark:
+        "benchmarks/figures_cka_heatmap/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune figures --cka {input.cka} --segments {input.segments} --scores {input.scores}"
+        " --scores-budget {params.budget} --only cka_segments criterion_scores"
+        " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"
+
+
+rule figures_robustness:
+    message:
+        "Drawing the adversarial and corruption robustness figures of {wildcards.experiment}"
+    input:
+        unpack(robustness_figure_inputs),
+    output:
+        adversarial=report(
+            "results/{experiment}/figures/robustness_adversarial.png",
+            caption="../report/robustness_adversarial.rst",
+            category="figures",
+            subcategory="robustness",
+            labels={"figure": "adversarial robustness"},
+        ),
+        corruptions=report(
+            "results/{experiment}/figures/robustness_corruptions.png",
+            caption="../report/robustness_corruptions.rst",
+            category="figures",
+            subcategory="robustness",
+            labels={"figure": "corruption robustness"},
+        ),
+        other_formats=figure_files("robustness_adversarial", "robustness_corruptions"),
+    params:
+        formats=figure_formats(),
+        dpi=lookup(dpath="figures/dpi", within=config),
+        out_dir=lambda wildcards, output: os.path.dirname(output.adversarial),
+    log:
+        "logs/figures_robustness/{experiment}.log",
+    benchmark:
+        "benchmarks/figures_robustness/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune figures --adversarial {input.adversarial} --corruptions {input.corruptions}"
+        " --only robustness_adversarial robustness_corruptions"
+        " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"
+
+
+rule figures_compare:
+    message:
+        "Drawing {wildcards.experiment} beside the experiments in config figures/compare"
+    input:
+        summary=rules.summarize_results.output.summary,
+        others=compare_summaries,
+    output:
+        figure=report(
+            "results/{experiment}/figures/compare_experiments.png",
+            caption="../report/compare_experiments.rst",
+            category="figures",
+            subcategory="accuracy",
+            labels={"figure": "experiments compared"},
+        ),
+        other_formats=figure_files("compare_experiments"),
+    params:
+        formats=figure_formats(),
+        dpi=lookup(dpath="figures/dpi", within=config),
+        out_dir=lambda wildcards, output: os.path.dirname(output.figure),
+    log:
+        "logs/figures_compare/{experiment}.log",
+    benchmark:
+        "benchmarks/figures_compare/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune figures --summary {input.summary} --compare {input.others} --only compare_experiments"
+        " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"

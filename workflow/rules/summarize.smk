@@ -1,0 +1,37 @@
+# Summary: every result of the experiment in one tidy table, and the papers' main table.
+
+
+rule summarize_results:
+    message:
+        "Summarizing {wildcards.experiment}: one row per (method, budget, seed, stage) and the main table"
+    input:
+        unpack(summary_inputs),
+    output:
+        summary=report(
+            "results/{experiment}/summary.csv",
+            caption="../report/summary.rst",
+            category="summary",
+            labels={"table": "summary.csv"},
+        ),
+        table_md=report(
+            "results/{experiment}/tables/main.md",
+            caption="../report/main_table.rst",
+            category="summary",
+            labels={"table": "main (Markdown)"},
+        ),
+        table_tex="results/{experiment}/tables/main.tex",
+    params:
+        baseline_optional=baseline_summary_flags,
+    log:
+        "logs/summarize_results/{experiment}.log",
+    benchmark:
+        "benchmarks/summarize_results/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune summarize --baseline-metrics {input.baseline_metrics} {params.baseline_optional}"
+        " --pruned-metrics {input.pruned_metrics} --plans {input.plans}"
+        " --finetuned-metrics {input.finetuned_metrics} --finetune-emissions {input.finetune_emissions}"
+        " --inference-emissions {input.inference_emissions}"
+        " --adversarial {input.adversarial} --corruptions {input.corruptions}"
+        " --out {output.summary} --table-md {output.table_md} --table-tex {output.table_tex} > {log} 2>&1"
