@@ -32,9 +32,19 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/prune.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/robustness.smk"
+include: "workflow/rules/summarize.smk"
+include: "workflow/rules/figures.smk"
 
 
 rule all:
     default_target: True
     input:
         get_final_output(),
+
+
+# `snakemake figures`: regenerate only the figures and tables from existing results.
+rule figures:
+    input:
+        f"{RESULTS}/summary.csv",
+        f"{RESULTS}/tables/main.md",
+        figure_targets(),

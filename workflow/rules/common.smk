@@ -77,6 +77,92 @@ def compared_models():
     return ["baseline", *pruned_models([final_stage()])]
 
 
+def runs(stage, name):
+    """One file of every (method, budget, seed) run of a stage folder."""
+    return [f"{RESULTS}/{model}/{name}" for model in pruned_models([stage])]
+
+
+def summary_inputs(wildcards):
+    """Files of summarize_results; a disabled stage contributes an empty list."""
+    finetune, robust = config["finetune"]["enabled"], config["robustness"]["enabled"]
+    final = final_stage()
+    return {
+        "baseline_metrics": f"{RESULTS}/baseline/metrics.json",
+        "baseline_train_emissions": f"{RESULTS}/baseline/emissions_train.csv",
+        "baseline_inference_emissions": f"{RESULTS}/baseline/emissions_inference.csv",
+        "baseline_adversarial": [f"{RESULTS}/robustness/baseline/adversarial.csv"] if robust else [],
+        "baseline_corruptions": [f"{RESULTS}/robustness/baseline/corruptions.csv"] if robust else [],
+        "pruned_metrics": runs("pruned", "metrics.json"),
+        "plans": runs("pruned", "plan.json"),
+        "finetuned_metrics": runs("finetuned", "metrics.json") if finetune else [],
+        "finetune_emissions": runs("finetuned", "emissions_finetune.csv") if finetune else [],
+        "inference_emissions": runs(final, "emissions_inference.csv"),
+        "adversarial": runs(f"robustness/{final}", "adversarial.csv") if robust else [],
+        "corruptions": runs(f"robustness/{final}", "corruptions.csv") if robust else [],
+    }
+
+
+def baseline_summary_flags(wildcards, input):
+    """The optional baseline flags of `layerprune summarize`, for the baseline files that are inputs."""
+    flags = {
+        "baseline_train_emissions": "--baseline-train-emissions",
+        "baseline_inference_emissions": "--baseline-inference-emissions",
+        "baseline_adversarial": "--baseline-adversarial",
+        "baseline_corruptions": "--baseline-corruptions",
+    }
+    return " ".join(
+        f"{flag} {input[key] if isinstance(input[key], str) else input[key][0]}"
+        for key, flag in flags.items()
+        if len(input.get(key, [])) > 0
+    )
+
+
+def similarity_figure_inputs(wildcards):
+    budget, seed = BUDGETS[0], SEEDS[0]
+    return {
+        "cka": f"{RESULTS}/similarity/unit_cka.csv",
+        "segments": f"{RESULTS}/segments/segments.json",
+        "scores": [f"{RESULTS}/pruned/{method}/{budget}/seed{seed}/scores.csv" for method in METHODS],
+    }
+
+
+def robustness_figure_inputs(wildcards):
+    models = compared_models()
+    return {
+        "adversarial": [f"{RESULTS}/robustness/{model}/adversarial.csv" for model in models],
+        "corruptions": [f"{RESULTS}/robustness/{model}/corruptions.csv" for model in models],
+    }
+
+
+def compare_summaries(wildcards):
+    return [f"results/{name}/summary.csv" for name in config["figures"]["compare"]]
+
+
+def figure_formats():
+    """PNG (embedded in the report) plus the configured formats, for --formats."""
+    return ["png"] + [f for f in config["figures"]["formats"] if f != "png"]
+
+
+def figure_files(*names):
+    """The non-PNG files of these figures in the configured formats."""
+    return [
+        f"results/{{experiment}}/figures/{name}.{fmt}"
+        for name in names
+        for fmt in config["figures"]["formats"]
+        if fmt != "png"
+    ]
+
+
+def figure_targets():
+    """The PNG of every figure the experiment draws."""
+    names = ["accuracy_vs_macs", "energy", "pareto", "cka_segments", "criterion_scores"]
+    if config["robustness"]["enabled"]:
+        names += ["robustness_adversarial", "robustness_corruptions"]
+    if config["figures"]["compare"]:
+        names.append("compare_experiments")
+    return [f"{RESULTS}/figures/{name}.png" for name in names]
+
+
 def get_final_output():
     """Every artifact the default target builds."""
     stages = ["pruned", "finetuned"] if config["finetune"]["enabled"] else ["pruned"]
@@ -87,4 +173,5 @@ def get_final_output():
     ]
     if config["robustness"]["enabled"]:
         outputs += [f"{RESULTS}/robustness/{model}/adversarial.csv" for model in compared_models()]
+    outputs += [f"{RESULTS}/summary.csv", f"{RESULTS}/tables/main.md", *figure_targets()]
     return outputs

@@ -35,6 +35,7 @@ rule figures_results:
         formats=figure_formats(),
         dpi=lookup(dpath="figures/dpi", within=config),
         out_dir=lambda wildcards, output: os.path.dirname(output.accuracy),
+    localrule: True
     log:
         "logs/figures_results/{experiment}.log",
     benchmark:
@@ -72,6 +73,7 @@ rule figures_cka_heatmap:
         formats=figure_formats(),
         dpi=lookup(dpath="figures/dpi", within=config),
         out_dir=lambda wildcards, output: os.path.dirname(output.cka),
+    localrule: True
     log:
         "logs/figures_cka_heatmap/{experiment}.log",
     benchmark:
@@ -109,6 +111,7 @@ rule figures_robustness:
         formats=figure_formats(),
         dpi=lookup(dpath="figures/dpi", within=config),
         out_dir=lambda wildcards, output: os.path.dirname(output.adversarial),
+    localrule: True
     log:
         "logs/figures_robustness/{experiment}.log",
     benchmark:
@@ -140,6 +143,7 @@ rule figures_compare:
         formats=figure_formats(),
         dpi=lookup(dpath="figures/dpi", within=config),
         out_dir=lambda wildcards, output: os.path.dirname(output.figure),
+    localrule: True
     log:
         "logs/figures_compare/{experiment}.log",
     benchmark:

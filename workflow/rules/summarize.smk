@@ -22,6 +22,7 @@ rule summarize_results:
         table_tex="results/{experiment}/tables/main.tex",
     params:
         baseline_optional=baseline_summary_flags,
+    localrule: True
     log:
         "logs/summarize_results/{experiment}.log",
     benchmark:

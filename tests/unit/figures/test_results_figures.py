@@ -1,0 +1,92 @@
+"""Figures drawn from summary.csv: what is plotted matches the summary, and NaN or absent values never crash."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import results_tree as rt
+from matplotlib.container import ErrorbarContainer
+
+from layerprune.figures import accuracy_vs_macs, compare_experiments, energy, pareto
+
+
+def _texts(fig) -> str:
+    return " ".join(t.get_text() for ax in fig.axes for t in ax.texts) + " " + " ".join(t.get_text() for t in fig.texts)
+
+
+def test_accuracy_vs_macs_plots_mean_over_seeds_per_method_and_stage(summary):
+    fig = accuracy_vs_macs(summary)
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert len(bars) == len(rt.METHODS) * 2  # fine-tuned and pruned line per method
+    first = bars[0].lines[0]  # cka, fine-tuned (methods sorted, fine-tuned first)
+    assert first.get_linestyle() == "-"
+    np.testing.assert_allclose(first.get_xdata(), [20.0, 40.0])
+    expected = [np.mean([100 * (rt.finetuned_top1("cka", b, s) - rt.BASE_TOP1) for s in (0, 1)]) for b in rt.BUDGETS]
+    np.testing.assert_allclose(first.get_ydata(), expected)
+    assert bars[1].lines[0].get_linestyle() == "--"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"CKA", "SGLP", "baseline"} <= set(labels)
+
+
+def test_accuracy_vs_macs_without_runs_notes_instead_of_failing(summary):
+    fig = accuracy_vs_macs(summary[summary["stage"] == "baseline"])
+    assert "no pruned runs" in _texts(fig)
+
+
+def test_energy_annotates_reductions_and_skips_untracked(summary):
+    text = _texts(energy(summary))
+    assert "-40% vs baseline" in text and "-20% vs baseline" in text
+    assert "-60% vs training" in text
+    assert rt.CPU_SOURCE in text
+    untracked = summary.copy()
+    cols = [c for c in untracked.columns if c.endswith(("_kwh", "_kg"))]
+    untracked[cols] = math.nan
+    untracked["energy_source"] = None
+    assert "not tracked" in _texts(energy(untracked))
+
+
+def test_pareto_front_and_missing_latency(summary):
+    fig = pareto(summary)
+    latency_ax = fig.axes[0]
+    front = latency_ax.lines[0]  # the step line
+    # cheapest-most-accurate chain: cka macs40 (1.2 ms), cka blocks2 (1.6 ms), baseline (2.0 ms)
+    np.testing.assert_allclose(front.get_xdata(), [1.2, 1.6, 2.0])
+    no_latency = summary.assign(latency_ms=np.nan)
+    fig = pareto(no_latency)
+    assert "no latency (ms) measured" in _texts(fig)
+    assert fig.axes[1].collections  # the params panel is still drawn
+
+
+def test_compare_experiments_one_panel_each(summary):
+    other = summary.assign(top1_delta=summary["top1_delta"] - 1.0)
+    fig = compare_experiments({"a": summary, "b": other})
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["a", "b"]
+    assert "no summaries" in _texts(compare_experiments({}))
+
+
+def test_nan_heavy_summary_does_not_crash(summary):
+    broken = summary.copy()
+    broken.loc[broken.index[1::2], ["top1_delta", "macs_reduction", "latency_ms", "params"]] = np.nan
+    for draw in (accuracy_vs_macs, energy, pareto):
+        draw(broken)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
+def test_summary_round_trip_keeps_budget_strings(summary_csv):
+    from layerprune.figures.inputs import read_summary
+
+    back = read_summary(summary_csv)
+    assert set(back["budget"]) == {"none", *rt.BUDGETS}
+    assert isinstance(back, pd.DataFrame)
