@@ -3,6 +3,7 @@ import json
 import os
 import sys
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
@@ -30,8 +31,13 @@ def as_json(section):
 
 
 def baseline_threads():
-    """Threads of compute rules: all cores of a workstation job, at most 16."""
-    return max(1, min(workflow.cores, 16))
+    """Threads of compute rules: all cores of a local run (at most 16); on a cluster, where
+    Snakemake has no core count, 8 (profiles/slurm sets each rule's threads)."""
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # cluster executors run without --cores
+        return 8
+    return max(1, min(cores, 16))
 
 
 def emissions_flag():

@@ -1,0 +1,373 @@
+"""The workflow runs through SLURM with `profiles/slurm`, on a real one-node SLURM cluster.
+
+The module starts a cluster on loopback (tests/slurm/start_cluster.sh; needs root and the Debian
+packages slurmctld, slurmd, slurm-client, munge), derives a test profile from
+profiles/slurm/config.yaml (tests/slurm/make_test_profile.py) and checks that
+
+- every compute job really went through SLURM: its SLURM job id from Snakemake's log was
+  submitted to and completed by slurmctld (slurmctld.log), and `scontrol show job` names its rule;
+- the GPU rules asked SLURM for a GPU (the sbatch call has --gpus=1, the job's TRES has gres:gpu:1),
+  and the other rules did not;
+- the outputs equal a local run's with profiles/workstation (JSON field by field, minus timings;
+  checkpoints tensor by tensor);
+- `scancel` of a running training job leaves no output, partial or whole, and a rerun completes,
+  resuming from the last epoch checkpoint, with the bytes of an uninterrupted run.
+
+Without the SLURM binaries (or without root) the module is skipped, unless LAYERPRUNE_REQUIRE_SLURM=1
+(set by CI), in which case it fails. `WORKFLOW` picks what the main test runs: the real workflow
+(one training epoch, ~5 min on 2 busy cores) or the toy one in tests/slurm/toy_workflow (~1 min).
+Snakemake's SLURM executor polls job states at growing intervals (1 s, then +10 s while nothing
+finishes), so even tiny jobs take tens of seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+SLURM_TESTS = REPO / "tests" / "slurm"
+sys.path.insert(0, str(SLURM_TESTS))
+from make_test_profile import write_test_profile
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+@dataclass(frozen=True)
+class WorkflowUnderTest:
+    """What to run through SLURM, and how to tell that it ran right.
+
+    Attributes:
+        files: Files and folders of the repo copied into each run's working directory.
+        snakefile: The Snakefile, relative to the working directory.
+        args: Extra Snakemake arguments (config), the same for the SLURM and the local run.
+        targets: Targets to build.
+        outputs: Output files (relative to the working directory) that both runs must write
+            with the same content (see `_assert_same_output`).
+        gpu_rules: Rules that must request a GPU.
+    """
+
+    files: tuple[str, ...]
+    snakefile: str
+    args: tuple[str, ...]
+    targets: tuple[str, ...]
+    outputs: tuple[str, ...]
+    gpu_rules: tuple[str, ...]
+
+
+TOY = WorkflowUnderTest(
+    files=("tests/slurm/toy_workflow",),
+    snakefile="tests/slurm/toy_workflow/Snakefile",
+    args=("--config", "epochs=3", "seconds_per_epoch=0", "seed=7"),
+    targets=("results/toy/metrics.json",),
+    outputs=("results/toy/model.json", "results/toy/metrics.json"),
+    gpu_rules=("baseline_train",),
+)
+# The real workflow (Snakefile, rules, config, workflow profile), trained for one epoch.
+REAL = WorkflowUnderTest(
+    files=("Snakefile", "config.yaml", "workflow", "envs", "profiles/default"),
+    snakefile="Snakefile",
+    args=("--configfile", "config.yaml", str(SLURM_TESTS / "quick_config.yaml")),
+    targets=("results/quick-digits/baseline/metrics.json",),
+    outputs=(
+        "results/quick-digits/baseline/model.pt",
+        "results/quick-digits/baseline/metrics.json",
+    ),
+    gpu_rules=("baseline_train",),
+)
+# The workflow the main test runs: TOY (seconds) or REAL (minutes).
+WORKFLOW = REAL
+# Output fields that measure the machine rather than the result: not compared.
+VOLATILE_KEYS = frozenset({"latency_ms", "latency_device"})
+
+# Bounds, so that a broken cluster fails the test instead of hanging it.
+RUN_TIMEOUT_S = 600
+CANCEL_WAIT_S = 180
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A running test cluster: its directory, environment and test profile."""
+
+    dir: Path
+    env: dict[str, str]
+    profile: Path
+
+    @property
+    def ctld_log(self) -> str:
+        """slurmctld's log so far."""
+        return (self.dir / "log" / "slurmctld.log").read_text()
+
+    def scontrol_job(self, job_id: str) -> str:
+        """`scontrol show job` of a job (finished jobs stay for MinJobAge = 1 h)."""
+        return _run(
+            ["scontrol", "show", "job", job_id], env=self.env, timeout=30
+        ).stdout
+
+
+def _run(
+    cmd: list[str], *, env: dict[str, str], timeout: float, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
+    # Snakemake runs in its working directory: it loads the workflow profile profiles/default
+    # relative to the current directory, so the repo's own must not leak into toy runs.
+    return subprocess.run(
+        cmd,
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("LAYERPRUNE_REQUIRE_SLURM") == "1":
+        pytest.fail(f"LAYERPRUNE_REQUIRE_SLURM=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Start the one-node cluster for this module; stop it at the end, also after a failure."""
+    search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+    missing = [
+        b
+        for b in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol")
+        if not shutil.which(b, path=search)
+    ]
+    if missing:
+        _skip_or_fail(
+            f"SLURM binaries not installed ({', '.join(missing)}); "
+            "apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge"
+        )
+    if os.geteuid() != 0:
+        _skip_or_fail(
+            "the test cluster needs root (slurmd runs jobs as their user, munged as munge)"
+        )
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        _skip_or_fail(
+            "snakemake-executor-plugin-slurm is not installed (pip install 'layerprune[workflow]')"
+        )
+
+    cdir = tmp_path_factory.mktemp("slurm-cluster")
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{search}"
+    env["SLURM_CONF"] = str(cdir / "slurm.conf")
+    env.pop("SNAKEMAKE_PROFILE", None)
+    start = _run(
+        [str(SLURM_TESTS / "start_cluster.sh"), str(cdir)], env=env, timeout=120
+    )
+    try:
+        if start.returncode != 0:
+            pytest.fail(
+                f"start_cluster.sh failed (rc {start.returncode}):\n{start.stderr[-4000:]}"
+            )
+        profile = write_test_profile(cdir / "profile", cdir / "slurm.conf")
+        yield Cluster(dir=cdir, env=env, profile=profile.parent)
+    finally:
+        stop = _run(
+            [str(SLURM_TESTS / "stop_cluster.sh"), str(cdir)], env=env, timeout=120
+        )
+        if stop.returncode != 0:
+            pytest.fail(
+                f"stop_cluster.sh failed (rc {stop.returncode}):\n{stop.stderr[-4000:]}"
+            )
+
+
+def _workdir(base: Path, wf: WorkflowUnderTest) -> Path:
+    base.mkdir(parents=True)
+    for rel in wf.files:
+        src = REPO / rel
+        if src.is_dir():
+            shutil.copytree(
+                src, base / rel, ignore=shutil.ignore_patterns("__pycache__")
+            )
+        elif src.is_file():
+            (base / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, base / rel)
+    return base
+
+
+def _snakemake(
+    wf: WorkflowUnderTest, workdir: Path, profile: Path, *extra: str
+) -> list[str]:
+    return [
+        sys.executable, "-m", "snakemake",
+        "--snakefile", str(workdir / wf.snakefile),
+        "--directory", str(workdir),
+        "--profile", str(profile),
+        *wf.targets, *extra,
+        *wf.args,  # last: `--config k=v ...` would swallow targets after it
+    ]  # fmt: skip
+
+
+def _assert_same_output(a: Path, b: Path) -> None:
+    """Outputs of two runs agree: JSON field by field (minus timings), checkpoints tensor by tensor."""
+    if a.suffix == ".json":
+        ja, jb = json.loads(a.read_text()), json.loads(b.read_text())
+        if isinstance(ja, dict) and isinstance(jb, dict):
+            ja = {k: v for k, v in ja.items() if k not in VOLATILE_KEYS}
+            jb = {k: v for k, v in jb.items() if k not in VOLATILE_KEYS}
+        assert ja == jb, (a, b)
+    elif a.suffix == ".pt":
+        from layerprune.models.checkpoint import load_checkpoint
+
+        ca, cb = load_checkpoint(a), load_checkpoint(b)
+        assert ca.spec == cb.spec and ca.preprocessing == cb.preprocessing
+        sa, sb = ca.model.state_dict(), cb.model.state_dict()
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]), key
+    else:
+        assert a.read_bytes() == b.read_bytes(), (a, b)
+
+
+def _submitted(log: str) -> dict[str, str]:
+    """SLURM job ids submitted in a Snakemake log, mapped to their rule."""
+    pattern = r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/"
+    return {job_id: rule for job_id, rule in re.findall(pattern, log)}
+
+
+def _sbatch_calls(log: str) -> dict[str, str]:
+    """The sbatch command line per rule, from the plugin's --verbose log."""
+    return {
+        m.group(2): m.group(1)
+        for m in re.finditer(
+            r"sbatch call: (sbatch .*?--comment rule_(\w+?)(?:_wildcards_\S*)? .*)", log
+        )
+    }
+
+
+def test_workflow_runs_through_slurm(cluster: Cluster, tmp_path: Path) -> None:
+    wf = WORKFLOW
+    local = _workdir(tmp_path / "local", wf)
+    res = _run(
+        _snakemake(wf, local, REPO / "profiles" / "workstation", "--cores", "2"),
+        env=cluster.env,
+        timeout=RUN_TIMEOUT_S,
+        cwd=local,
+    )
+    assert res.returncode == 0, f"local run failed:\n{res.stderr[-4000:]}"
+
+    remote = _workdir(tmp_path / "slurm", wf)
+    cmd = _snakemake(wf, remote, cluster.profile, "--verbose")
+    res = _run(cmd, env=cluster.env, timeout=RUN_TIMEOUT_S, cwd=remote)
+    log = res.stdout + res.stderr
+    (tmp_path / "slurm-run.log").write_text(log)
+    assert res.returncode == 0, f"SLURM run failed:\n{log[-6000:]}"
+
+    # Every compute job went through SLURM: slurmctld accepted it and it exited 0.
+    jobs = _submitted(log)
+    assert jobs, f"no SLURM submissions in the Snakemake log:\n{log[-4000:]}"
+    ctld = cluster.ctld_log
+    for job_id, rule in jobs.items():
+        assert f"_slurm_rpc_submit_batch_job: JobId={job_id} " in ctld, (job_id, rule)
+        assert f"_job_complete: JobId={job_id} WEXITSTATUS 0" in ctld, (job_id, rule)
+        info = cluster.scontrol_job(job_id)
+        assert f"Comment=rule_{rule}" in info
+        assert "JobState=COMPLETED" in info
+        # The GPU rules asked for a GPU; the others did not.
+        assert ("gres:gpu:1" in info) == (rule in wf.gpu_rules), info
+    assert set(wf.gpu_rules) <= set(jobs.values()), (
+        f"GPU rules {wf.gpu_rules} not submitted: {jobs}"
+    )
+    calls = _sbatch_calls(log)
+    for rule in wf.gpu_rules:
+        assert "--gpus=1" in calls[rule].split(), calls[rule]
+
+    # Same results as a local run.
+    for rel in wf.outputs:
+        _assert_same_output(remote / rel, local / rel)
+
+
+def test_scancel_leaves_no_output_and_rerun_resumes(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    wf = WorkflowUnderTest(
+        files=TOY.files,
+        snakefile=TOY.snakefile,
+        args=("--config", "epochs=6", "seconds_per_epoch=1.5", "seed=3"),
+        targets=("results/toy/model.json",),
+        outputs=("results/toy/model.json",),
+        gpu_rules=("baseline_train",),
+    )
+    workdir = _workdir(tmp_path / "slurm", wf)
+    out = workdir / "results/toy/model.json"
+    ckpt_dir = workdir / "resume/baseline_train/toy"
+    cmd = _snakemake(wf, workdir, cluster.profile)
+    with open(tmp_path / "run1.log", "w") as log_fh:
+        proc = subprocess.Popen(
+            cmd,
+            env=cluster.env,
+            cwd=workdir,
+            stdout=log_fh,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        try:
+            # Wait for the training job to run and finish its first epoch, then cancel it.
+            deadline = time.monotonic() + CANCEL_WAIT_S
+            job_id = ""
+            while time.monotonic() < deadline and proc.poll() is None:
+                queue = _run(
+                    ["squeue", "-h", "-t", "running", "-o", "%i %k"],
+                    env=cluster.env,
+                    timeout=30,
+                ).stdout
+                running = [
+                    line.split()[0]
+                    for line in queue.splitlines()
+                    if line.endswith(" rule_baseline_train")
+                ]
+                job_id = running[0] if running else ""
+                if job_id and list(ckpt_dir.glob("epoch*.json")):
+                    break
+                time.sleep(0.5)
+            assert job_id, (
+                f"training job never ran:\n{(tmp_path / 'run1.log').read_text()[-4000:]}"
+            )
+            assert (
+                _run(["scancel", job_id], env=cluster.env, timeout=30).returncode == 0
+            )
+            rc = proc.wait(timeout=CANCEL_WAIT_S)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    log = (tmp_path / "run1.log").read_text()
+    assert rc != 0, f"Snakemake did not notice the cancelled job:\n{log[-4000:]}"
+    assert "JobState=CANCELLED" in cluster.scontrol_job(job_id)
+    # No output, and no half-written temporary file beside it.
+    assert not out.exists()
+    assert not list(workdir.glob("results/**/*.tmp"))
+    epochs_done = len(list(ckpt_dir.glob("epoch*.json")))
+    assert 1 <= epochs_done < 6
+
+    res = _run(cmd, env=cluster.env, timeout=RUN_TIMEOUT_S, cwd=workdir)
+    assert res.returncode == 0, f"rerun failed:\n{(res.stdout + res.stderr)[-4000:]}"
+    train_log = (workdir / "logs/baseline_train/toy.log").read_text()
+    assert re.search(r"resuming from epoch [1-5] ", train_log), train_log
+
+    # The resumed result equals an uninterrupted run's.
+    ref = tmp_path / "reference"
+    subprocess.run(
+        [sys.executable, str(SLURM_TESTS / "toy_workflow" / "toy_train.py"), "--out", str(ref / "model.json"),
+         "--ckpt-dir", str(ref / "ckpt"), "--epochs", "6", "--seed", "3"],
+        check=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(out.read_text()) == json.loads((ref / "model.json").read_text())
+    assert out.read_bytes() == (ref / "model.json").read_bytes()
