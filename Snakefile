@@ -5,7 +5,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# config.yaml is the quick default experiment. An experiment given with --configfile
+# replaces it rather than being merged into it, so none of the quick run's settings
+# (digits' image size, a few epochs) leak into a paper-scale run; to layer files, pass
+# both: --configfile config.yaml mine.yaml. --config KEY=VALUE overrides either.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -66,9 +66,7 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
 
 
 def _jsonable(obj: Any) -> Any:
-    if hasattr(obj, "item"):  # numpy / torch scalars
-        return obj.item()
-    if hasattr(obj, "tolist"):
+    if hasattr(obj, "tolist"):  # numpy / torch arrays and scalars (arrays also have .item)
         return obj.tolist()
     if isinstance(obj, Path):
         return str(obj)

@@ -94,12 +94,16 @@ def _source(cfg: dict) -> Source:
     return SOURCES[name]
 
 
-def dataset_info(cfg: dict) -> DatasetInfo:
-    """Facts about the configured data set, with the config's overrides applied."""
+def dataset_info(cfg: dict, split: str = "train") -> DatasetInfo:
+    """Facts about the configured data set, with the config's overrides applied.
+
+    ``split`` is the split whose sub-folders an imagefolder's classes are counted in, so
+    that loading only the test split never unpacks the training set.
+    """
     source = _source(cfg)
     num_classes = cfg.get("num_classes") or source.num_classes
     if num_classes is None:  # imagefolder: one class per sub-folder
-        num_classes = len(_imagefolder_dataset(cfg, "train", None).classes)
+        num_classes = len(_imagefolder_dataset(cfg, split, None).classes)
     mean = tuple(cfg.get("mean") or source.mean)
     std = tuple(cfg.get("std") or source.std)
     if len(mean) != source.in_channels or len(std) != source.in_channels:
@@ -267,7 +271,7 @@ def build_dataset(
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    info = dataset_info(cfg)
+    info = dataset_info(cfg, split)
     transform = _transform(cfg, info, augment=augment, normalize=normalize)
     name = cfg["name"]
     source = SOURCES[name]

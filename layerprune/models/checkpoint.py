@@ -84,7 +84,12 @@ def _read(path: Path) -> Any:
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError) as err:
+    # The weights-only unpickler also fails on garbage with LookupError (IndexError, KeyError
+    # on bad opcodes), ValueError or TypeError; all mean the same to the user.
+    except (
+        RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError,
+        LookupError, ValueError, TypeError,
+    ) as err:
         raise ValueError(
             f"checkpoint {path} is corrupt or not a torch file ({type(err).__name__}: "
             f"{str(err).splitlines()[0] if str(err) else ''}); delete it and rerun the stage that wrote it"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
-import torch
 from torch import nn
 
 from layerprune.models.registry import build_model
@@ -27,7 +26,8 @@ def remove_units(model: nn.Module, names: Sequence[str]) -> nn.Module:
 
     Raises:
         KeyError: an unknown unit name.
-        ValueError: a duplicate name, or a unit that changes the shape (not removable).
+        ValueError: a duplicate name, a unit that changes the shape (not removable), or
+            every unit of a stage.
     """
     names = list(names)
     if len(set(names)) != len(names):
@@ -36,6 +36,12 @@ def remove_units(model: nn.Module, names: Sequence[str]) -> nn.Module:
         if not _is_shape_preserving(unit_module(model, name)):
             raise ValueError(f"unit {name!r} downsamples its input; only removable units can go")
     drop = set(names)
+    for stage in model.stage_names:
+        if all(f"{stage}.{i}" in drop for i in range(len(getattr(model, stage)))):
+            raise ValueError(
+                f"removing {sorted(drop)} would leave stage {stage!r} without units; "
+                "every stage keeps at least one unit (pruning.min_units_per_stage >= 1)"
+            )
     pruned = copy.deepcopy(model)
     for stage in pruned.stage_names:
         container = getattr(pruned, stage)

@@ -1,0 +1,35 @@
+"""Fixtures shared by the whole test suite.
+
+Only ``shared_dir`` lives here: the folder of real data and pretrained weights that sits
+beside the repository (``../shared``). Markers are declared in pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The ``shared`` folder of real data and weights: ``$LAYERPRUNE_SHARED``, else ``../shared``.
+
+    A user's own clone may not have it, so tests that need it are skipped with the reason;
+    CI sets ``LAYERPRUNE_REQUIRE_SHARED=1`` so that a missing folder fails instead of
+    silently skipping the only tests that touch real CIFAR-10 and real weights.
+    """
+    env = os.environ.get("LAYERPRUNE_SHARED")
+    path = Path(env).expanduser().resolve() if env else (REPO / ".." / "shared").resolve()
+    if not path.is_dir():
+        message = (
+            f"../shared not found (looked for {path}); set LAYERPRUNE_SHARED to the folder holding "
+            "data/cifar10-jpeg and models/cifar-resnet"
+        )
+        if os.environ.get("LAYERPRUNE_REQUIRE_SHARED") == "1":
+            pytest.fail(message + " (LAYERPRUNE_REQUIRE_SHARED=1 makes this an error)")
+        pytest.skip(message)
+    return path

@@ -1,0 +1,133 @@
+"""The config schema: defaults fill nested sections, typos and bad values fail naming the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from layerprune.config import ConfigError, load_config, validate_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_fill_every_section() -> None:
+    config = validate_config({"experiment": "x"})
+    assert config["train"]["epochs"] == 30
+    assert config["train"]["batch_size"] == 128
+    assert config["finetune"]["lr"] == 0.01
+    assert config["data"]["name"] == "digits"
+    assert config["model"]["arch"] == "resnet20"
+    assert config["seeds"] == [0]
+    assert config["pruning"]["segments"] == "auto"
+
+
+def test_defaults_fill_a_partly_given_section_and_input_is_not_modified() -> None:
+    given = {"experiment": "x", "train": {"epochs": 3}}
+    config = validate_config(given)
+    assert config["train"]["epochs"] == 3 and config["train"]["lr"] == 0.1
+    assert given == {"experiment": "x", "train": {"epochs": 3}}
+
+
+def test_default_lists_are_copies() -> None:
+    a = validate_config({"experiment": "a"})
+    a["methods"].append("extra")
+    a["robustness"]["attacks"][0]["epsilons"].append(9.0)
+    b = validate_config({"experiment": "b"})
+    assert "extra" not in b["methods"]
+    assert 9.0 not in b["robustness"]["attacks"][0]["epsilons"]
+
+
+@pytest.mark.parametrize(
+    "config, key, typo",
+    [
+        ({"experiment": "x", "trian": {}}, "<top level>", "trian"),
+        ({"experiment": "x", "train": {"epoch": 3}}, "train", "epoch"),
+        ({"experiment": "x", "data": {"name": "digits", "rot": "data"}}, "data", "rot"),
+        ({"experiment": "x", "robustness": {"attacks": [{"name": "fgsm", "epsilons": [0.1], "eps": 1}]}}, "robustness.attacks.0", "eps"),
+    ],
+)
+def test_unknown_keys_fail_naming_the_key(config: dict, key: str, typo: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}: .*'{typo}' was unexpected"):
+        validate_config(config)
+
+
+def test_bad_enum_names_the_allowed_values() -> None:
+    with pytest.raises(ConfigError, match=r"data\.name: 'mnist' is not one of \['digits', 'fashion-mnist'"):
+        validate_config({"experiment": "x", "data": {"name": "mnist"}})
+    with pytest.raises(ConfigError, match=r"methods\.1: 'sglpp' is not one of \['cka', 'sglp'"):
+        validate_config({"experiment": "x", "methods": ["cka", "sglpp"]})
+
+
+@pytest.mark.parametrize("budget", ["blocks2.5", "macs100", "macs", "2blocks", "blocks-1", "MACS40"])
+def test_bad_budget_string_fails(budget: str) -> None:
+    with pytest.raises(ConfigError, match=r"budgets\.0: .* does not match"):
+        validate_config({"experiment": "x", "budgets": [budget]})
+
+
+@pytest.mark.parametrize("budget", ["blocks2", "blocks12", "macs5", "macs40"])
+def test_good_budget_strings_pass(budget: str) -> None:
+    assert validate_config({"experiment": "x", "budgets": [budget]})["budgets"] == [budget]
+
+
+@pytest.mark.parametrize("name", ["", "../escape", "with space", "-dash-first", "a/b"])
+def test_bad_experiment_name_fails(name: str) -> None:
+    with pytest.raises(ConfigError, match="experiment: "):
+        validate_config({"experiment": name})
+
+
+def test_missing_experiment_and_every_violation_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as err:
+        validate_config({"train": {"epochs": 0}, "seeds": []})
+    message = str(err.value)
+    assert "'experiment' is a required property" in message
+    assert "train.epochs: 0 is less than the minimum of 1" in message
+    assert "seeds: [] should be non-empty" in message
+
+
+def test_load_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("experiment: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- experiment\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(listing)
+
+
+def test_repo_config_validates() -> None:
+    config = load_config(REPO / "config.yaml")
+    assert config["experiment"]
+
+
+EXPERIMENT_CONFIGS = sorted((REPO / "configs").glob("*.y*ml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_CONFIGS, ids=lambda p: p.name)
+def test_every_experiment_config_validates_and_names_its_own_experiment(path: Path) -> None:
+    config = load_config(path)
+    assert config["experiment"] != load_config(REPO / "config.yaml")["experiment"], (
+        f"{path.name} must name its own experiment, or its results overwrite the quick run's"
+    )
+
+
+def test_an_experiment_configfile_replaces_the_quick_default_in_the_workflow(tmp_path: Path) -> None:
+    """With --configfile, the workflow sees that experiment alone: none of config.yaml's quick
+    digits settings (image_size 16, 8 epochs) leak into it; --config still overrides keys."""
+    experiment = tmp_path / "fashion.yaml"
+    experiment.write_text("experiment: fashion-check\ndata: {name: fashion-mnist}\n")
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+        "--configfile", str(experiment), "--config", "budgets=[blocks3]", "--dry-run", "--printshellcmds",
+        "--cores", "1", "results/fashion-check/baseline/model.pt",
+    ]  # fmt: skip
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shell = result.stdout
+    assert '\\"name\\": \\"fashion-mnist\\"' in shell or '"name": "fashion-mnist"' in shell, shell[-2000:]
+    assert '"image_size": null' in shell and '"epochs": 30' in shell, shell[-2000:]
