@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["atomic_path", "read_json", "write_csv", "write_json", "write_text"]
+__all__ = ["atomic_path", "read_json", "read_table", "write_csv", "write_json", "write_text"]
 
 
 @contextmanager
@@ -59,6 +59,18 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise ValueError(f"{path} is not valid JSON ({err}); delete it and rerun its stage") from None
+
+
+def read_table(path: str | os.PathLike, needed: Sequence[str] = ()) -> pd.DataFrame:
+    """A tidy CSV artifact that must have the columns ``needed``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run the workflow stage that writes it or drop the flag")
+    frame = pd.read_csv(path)
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{path} lacks columns {missing}; expected at least {list(needed)}")
+    return frame
 
 
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from layerprune.io import read_json, write_csv, write_text
+from layerprune.io import read_json, read_table, write_csv, write_text
 from layerprune.selection import Budget
 
 __all__ = [
@@ -246,16 +246,7 @@ def _read_metrics(path: Path) -> dict[str, Any]:
 
 def _read_table(path: Path | None, needed: Sequence[str]) -> pd.DataFrame | None:
     """A tidy CSV, or None when the input is absent (stage disabled)."""
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; run the workflow stage that writes it or drop the flag")
-    frame = pd.read_csv(path)
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path} lacks columns {missing}; expected at least {list(needed)}")
-    return frame
+    return None if path is None else read_table(path, needed)
 
 
 def read_emissions(path: str | Path | None) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from layerprune.io import read_json
+from layerprune.io import read_json, read_table
 from layerprune.summary import budget_sort_key, read_summary, run_key
 
 __all__ = [
@@ -34,16 +34,6 @@ RunKey = tuple[str, str, "int | None"]
 BASELINE_KEY: RunKey = ("baseline", "none", None)
 
 
-def _read_csv(path: Path, needed: Sequence[str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; run the workflow stage that writes it or drop the flag")
-    frame = pd.read_csv(path)
-    missing = [c for c in needed if c not in frame.columns]
-    if missing:
-        raise ValueError(f"{path} lacks columns {missing}; expected at least {list(needed)}")
-    return frame
-
-
 def read_cka(path: str | Path | None) -> pd.DataFrame | None:
     """``unit_cka.csv`` (``unit_a, unit_b, cka``) as a square matrix, rows and columns in forward order.
 
@@ -55,7 +45,7 @@ def read_cka(path: str | Path | None) -> pd.DataFrame | None:
     """
     if path is None:
         return None
-    tidy = _read_csv(Path(path), ("unit_a", "unit_b", "cka"))
+    tidy = read_table(Path(path), ("unit_a", "unit_b", "cka"))
     order = list(dict.fromkeys(list(tidy["unit_a"]) + list(tidy["unit_b"])))
     matrix = tidy.pivot_table(index="unit_a", columns="unit_b", values="cka", aggfunc="mean")
     matrix = matrix.reindex(index=order, columns=order)
@@ -105,7 +95,7 @@ def read_scores(paths: Sequence[str | Path], budget: str | None = None) -> tuple
     for (method, b, _seed), path in sorted(keyed.items(), key=lambda kv: (kv[0][0], kv[0][2])):
         if b != budget or method in chosen:
             continue
-        frame = _read_csv(path, ("unit", "score", "removed"))
+        frame = read_table(path, ("unit", "score", "removed"))
         frame["removed"] = frame["removed"].astype(str).str.lower().isin(("true", "1", "1.0"))
         chosen[method] = frame
     return chosen, budget
@@ -119,7 +109,7 @@ def read_robustness(paths: Sequence[str | Path], needed: Sequence[str]) -> dict[
         key: RunKey = BASELINE_KEY if path.parent.name == "baseline" else run_key(path)
         if key in tables:
             raise ValueError(f"two robustness files for {key}: pass each model's {path.name} once")
-        tables[key] = _read_csv(path, needed)
+        tables[key] = read_table(path, needed)
     return tables
 
 
