@@ -1,7 +1,7 @@
 """Fixtures shared by the whole test suite.
 
-Only ``shared_dir`` lives here: the folder of real data and pretrained weights that sits
-beside the repository (``../shared``). Markers are declared in pyproject.toml.
+``shared_dir`` is the folder of real data and pretrained weights that sits beside the
+repository (``../shared``). Markers are declared in pyproject.toml.
 """
 
 from __future__ import annotations
@@ -12,6 +12,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One torch thread in the test process: the models and batches here are tiny, so a
+    second thread gains little, and on a shared 2-core machine oversubscribed threads make
+    the suite several times slower. Subprocesses (CLI, Snakemake) keep torch's default."""
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

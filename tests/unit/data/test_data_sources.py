@@ -16,14 +16,6 @@ FASHION_ROOT = Path(SOURCES["fashion-mnist"].default_root)
 DIGITS = {"name": "digits"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Transforms run ~10x faster on one torch thread than on two on this shared 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def test_digits_split_sizes_shapes_and_labels() -> None:
     train, test = build_dataset(DIGITS, "train"), build_dataset(DIGITS, "test")

@@ -6,7 +6,12 @@ import numpy as np
 import results_tree as rt
 from results_tree import assert_written
 
-from layerprune.figures import FigureInputs, make_figures, robustness_adversarial, robustness_corruptions
+from layerprune.figures import (
+    FigureInputs,
+    make_figures,
+    robustness_adversarial,
+    robustness_corruptions,
+)
 from layerprune.figures.inputs import BASELINE_KEY, read_robustness
 
 ADV = ("attack", "epsilon", "robust_accuracy")

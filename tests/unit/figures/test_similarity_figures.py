@@ -11,7 +11,12 @@ from matplotlib.colors import to_hex
 from matplotlib.patches import Rectangle
 from results_tree import assert_written
 
-from layerprune.figures import FigureInputs, cka_segments, criterion_scores, make_figures
+from layerprune.figures import (
+    FigureInputs,
+    cka_segments,
+    criterion_scores,
+    make_figures,
+)
 from layerprune.figures.inputs import read_cka, read_scores, read_segments
 
 

@@ -21,14 +21,6 @@ PREPROCESSING = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~10x faster on one torch thread than on two on this shared 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _trained_looking(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random batch-norm statistics, so that a checkpoint that lost its buffers would show."""

@@ -18,15 +18,6 @@ from layerprune.models.units import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~10x faster on one torch thread than on two on this shared 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _randomized(model: nn.Module, seed: int) -> nn.Module:
     """Random batch-norm affine parameters and running statistics, in eval mode.
 

@@ -53,14 +53,6 @@ def _tiny_cnn() -> nn.Module:
     )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Torch's intra-op threads slow these tiny models down ~10x on a shared 2-core machine; use one, then restore."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="session")
 def digits_setup() -> DigitsSetup:
@@ -76,7 +68,7 @@ def digits_setup() -> DigitsSetup:
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     xt = (x[train] - mean[0]) / std[0]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # session fixtures run before the module-scoped _one_thread
+    torch.set_num_threads(1)
     try:
         for _ in range(5):  # epochs
             for idx in torch.randperm(len(train)).split(128):

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from layerprune.robustness import ATTACKS, AttackSpec, attack_norm, run_attacks, validate_attack_configs
+from layerprune.robustness import (
+    ATTACKS,
+    AttackSpec,
+    attack_norm,
+    run_attacks,
+    validate_attack_configs,
+)
 
 
 def _run(setup, attacks, n=None, **kw):

@@ -8,7 +8,12 @@ import logging
 import numpy as np
 import pytest
 
-from layerprune.segmentation import choose_k, fisher_segments, optimal_losses, segment_cost
+from layerprune.segmentation import (
+    choose_k,
+    fisher_segments,
+    optimal_losses,
+    segment_cost,
+)
 
 
 def _brute_force(X: np.ndarray, k: int) -> float:

@@ -22,15 +22,6 @@ from layerprune.models.units import bypass
 from layerprune.surgery import remove_units
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run ~10x faster on one torch thread than on two on this shared 2-core CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _randomized(model: nn.Module, seed: int) -> nn.Module:
     """Random batch norms (affine and running statistics), so every unit is distinguishable."""
     g = torch.Generator().manual_seed(seed)

@@ -39,7 +39,9 @@ class NoisyDigits(Dataset):
 
 
 def _digits_tensors() -> tuple[torch.Tensor, torch.Tensor]:
-    from sklearn.datasets import load_digits  # slow import: only where the data is first built
+    from sklearn.datasets import (
+        load_digits,  # slow import: only where the data is first built
+    )
 
     d = load_digits()
     return torch.tensor(d.images, dtype=torch.float32).unsqueeze(1) / 16.0, torch.tensor(d.target)

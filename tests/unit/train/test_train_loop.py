@@ -11,7 +11,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from fit_digits_helper import CONFIG, digits, init_model, save_digits, tiny_net, weights_digest
+from fit_digits_helper import (
+    CONFIG,
+    digits,
+    init_model,
+    save_digits,
+    tiny_net,
+    weights_digest,
+)
 from torch.utils.data import TensorDataset
 
 from layerprune.train import (
@@ -28,10 +35,6 @@ from layerprune.train import (
 HELPER = Path(__file__).with_name("fit_digits_helper.py")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
 
 
 def _fresh_model(seed: int = 0) -> torch.nn.Module:

@@ -1,0 +1,215 @@
+"""The one-pass extraction (``layerprune.similarity.extract``) on a trained digits ResNet-20.
+
+What users rely on: the prefix-cached bypassed features are exactly those of the model with that unit
+bypassed; the CKA matrix is the one the similarity module computes on the same features; the artifact is
+small (only penultimate-sized arrays) and a corrupt one fails with a clear message.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "criteria"))
+from digits_resnet import INPUT_SIZE, calibration, load_trained
+
+from layerprune.models import bypass, get_units
+from layerprune.models.units import record_outputs
+from layerprune.similarity import cka_matrix
+from layerprune.similarity.extract import Representations, extract_representations
+
+N = 128
+
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
+    return load_trained(tmp_path_factory).model.eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> tuple[torch.Tensor, torch.Tensor]:
+    """The whole calibration set as one (N, 1, 16, 16) tensor and (N,) labels."""
+    xs, ys = zip(*calibration(size=N, batch_size=N))
+    return torch.cat(xs), torch.cat(ys)
+
+
+@pytest.fixture(scope="module")
+def reps(
+    model: torch.nn.Module, images: tuple[torch.Tensor, torch.Tensor]
+) -> Representations:
+    """Extraction with the whole calibration set as one batch (so the minibatch CKA is the full-data one)."""
+    x, y = images
+    return extract_representations(
+        model, [(x, y)], input_size=INPUT_SIZE, progress=False
+    )
+
+
+def _penultimate(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    with record_outputs(model, ["penultimate"]) as out, torch.no_grad():
+        model(x)
+    return out["penultimate"].numpy()
+
+
+def test_candidates_are_the_removable_units(model, reps):
+    units = get_units(model, INPUT_SIZE)
+    assert reps.units == [u.name for u in units]
+    assert reps.candidates == [u.name for u in units if u.removable]
+    # ResNet-20: three stages of three units, the first unit of stages 2 and 3 downsamples
+    assert reps.candidates == [
+        "layer1.0",
+        "layer1.1",
+        "layer1.2",
+        "layer2.1",
+        "layer2.2",
+        "layer3.1",
+        "layer3.2",
+    ]
+
+
+def test_intact_features_are_the_models_penultimate(model, images, reps):
+    x, y = images
+    np.testing.assert_allclose(reps.intact, _penultimate(model, x), atol=1e-5, rtol=0)
+    np.testing.assert_array_equal(reps.labels, y.numpy())
+    with torch.no_grad():
+        expected_loss = float(F.cross_entropy(model(x), y))
+    assert reps.intact_loss == pytest.approx(expected_loss, rel=1e-5)
+
+
+def test_bypassed_features_equal_the_bypassed_model(model, images):
+    """Prefix caching changes nothing: it equals rerunning the whole model, and the model under ``bypass``."""
+    x, y = images
+    batches = [(x[:64], y[:64]), (x[64:], y[64:])]
+    cached = extract_representations(
+        model, batches, input_size=INPUT_SIZE, matrix=False, progress=False
+    )
+    full = extract_representations(
+        model,
+        batches,
+        input_size=INPUT_SIZE,
+        matrix=False,
+        prefix_cache=False,
+        progress=False,
+    )
+    np.testing.assert_allclose(cached.bypassed, full.bypassed, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        cached.bypassed_loss, full.bypassed_loss, atol=1e-6, rtol=0
+    )
+    for name in cached.candidates:
+        with bypass(model, [name]):
+            expected = _penultimate(model, x)
+            with torch.no_grad():
+                expected_loss = float(F.cross_entropy(model(x), y))
+        np.testing.assert_allclose(
+            cached.bypassed_of(name), expected, atol=1e-5, rtol=0, err_msg=name
+        )
+        assert cached.bypassed_loss[cached.candidates.index(name)] == pytest.approx(
+            expected_loss, rel=1e-5
+        )
+        # and bypassing a unit of a trained model does change the features
+        assert not np.allclose(cached.bypassed_of(name), cached.intact, atol=1e-3)
+
+
+def test_io_cosine_is_nan_exactly_for_downsampling_units(model, images, reps):
+    removable = {u.name: u.removable for u in get_units(model, INPUT_SIZE)}
+    for name, value in zip(reps.units, reps.io_cosine):
+        assert np.isnan(value) == (not removable[name]), name
+    # the finite ones are mean cosines between the unit's input and output
+    x, _ = images
+    with record_outputs(model, ["layer1.0", "layer1.1"]) as out, torch.no_grad():
+        model(x)
+    expected = F.cosine_similarity(
+        out["layer1.0"].flatten(1), out["layer1.1"].flatten(1), dim=1
+    ).mean()
+    assert reps.io_cosine[reps.units.index("layer1.1")] == pytest.approx(
+        float(expected), abs=1e-5
+    )
+    finite = reps.io_cosine[~np.isnan(reps.io_cosine)]
+    assert np.all((finite >= -1) & (finite <= 1))
+
+
+def test_cka_matrix_equals_cka_of_hooked_features(model, images, reps):
+    matrix = reps.cka_matrix
+    names = reps.matrix_names
+    assert names == ["stem", *reps.units]
+    assert matrix.shape == (len(names), len(names))
+    np.testing.assert_allclose(matrix, matrix.T, atol=1e-12)
+    np.testing.assert_allclose(np.diag(matrix), 1.0, atol=1e-6)
+    # the same features, collected by forward hooks on the units (the stem by its own forward)
+    x, _ = images
+    with record_outputs(model, reps.units) as out, torch.no_grad():
+        model(x)
+        stem = model.forward_stem(x)
+    features = [stem.flatten(1).numpy()] + [
+        out[name].flatten(1).numpy() for name in reps.units
+    ]
+    np.testing.assert_allclose(
+        matrix, cka_matrix(features, mode="unbiased"), atol=1e-6, rtol=0
+    )
+    # neighbouring units of a residual network are more similar than the stem and the last unit
+    assert matrix[1, 2] > matrix[0, -1]
+
+
+def test_save_load_round_trip(reps, tmp_path):
+    path = reps.save(tmp_path / "representations.npz")
+    loaded = Representations.load(path)
+    assert loaded.units == reps.units
+    assert loaded.candidates == reps.candidates
+    assert loaded.matrix_names == reps.matrix_names
+    assert loaded.cka_mode == reps.cka_mode == "unbiased"
+    assert loaded.intact_loss == reps.intact_loss
+    for key in (
+        "labels",
+        "intact",
+        "bypassed",
+        "bypassed_loss",
+        "io_cosine",
+        "cka_matrix",
+    ):
+        np.testing.assert_array_equal(
+            getattr(loaded, key), getattr(reps, key), err_msg=key
+        )
+    assert not list(tmp_path.glob("*.tmp*")), "the atomic write left a temp file behind"
+
+
+def test_artifact_holds_only_penultimate_sized_arrays(model, reps, tmp_path):
+    """Nothing grows with n^2 or with feature-map size: per-sample arrays are (n,) or (c, n, d), d = 64."""
+    path = reps.save(tmp_path / "representations.npz")
+    n, d, c, L = N, 64, len(reps.candidates), len(reps.units)
+    expected = {
+        "units": (L,),
+        "candidates": (c,),
+        "labels": (n,),
+        "intact": (n, d),
+        "bypassed": (c, n, d),
+        "intact_loss": (),
+        "bypassed_loss": (c,),
+        "io_cosine": (L,),
+        "matrix_names": (L + 1,),
+        "cka_matrix": (L + 1, L + 1),
+        "cka_mode": (),
+    }
+    with np.load(path) as z:
+        assert {k: z[k].shape for k in z.files} == expected
+    assert model.linear.in_features == d
+
+
+def test_corrupt_or_incomplete_file_is_a_clear_error(reps, tmp_path):
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip archive at all")
+    with pytest.raises(
+        ValueError, match="not a representations file.*rerun extraction"
+    ):
+        Representations.load(garbage)
+    # a valid npz that lacks a field (e.g. written by another tool)
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, units=np.array(reps.units), intact=reps.intact)
+    with pytest.raises(ValueError, match="partial.npz is not a representations file"):
+        Representations.load(partial)
+    with pytest.raises(FileNotFoundError, match="layerprune extract"):
+        Representations.load(tmp_path / "missing.npz")

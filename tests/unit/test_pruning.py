@@ -1,0 +1,263 @@
+"""The pruning stage (``layerprune.pruning.prune_model``) with every criterion on a trained digits ResNet-20.
+
+What users rely on: the plan respects the per-stage minimum and the budget; the pruned model computes exactly
+what the baseline computes with the removed units bypassed; its measured MACs and parameters are the plan's
+predictions; SGLP spreads removals over segments; the scores table ranks and flags the right units.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "criteria"))
+from digits_resnet import (
+    DATA,
+    INPUT_SIZE,
+    METRICS,
+    calibration,
+    calibration_representations,
+    load_trained,
+)
+
+from layerprune.cli.segment import segment_units
+from layerprune.criteria import CRITERIA
+from layerprune.data import build_dataset
+from layerprune.models import bypass, count_macs, count_params, get_units, unit_names
+from layerprune.pruning import PruneResult, prune_model, scores_table
+from layerprune.segmentation import DEFAULT_THRESHOLD
+from layerprune.selection import Budget
+from layerprune.similarity.extract import Representations
+from layerprune.similarity.tables import candidate_distances
+
+MIN_UNITS = 2
+BUDGETS = ("blocks2", "macs30")
+
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
+    return load_trained(tmp_path_factory).model.eval()
+
+
+@pytest.fixture(scope="module")
+def loader() -> DataLoader:
+    return calibration()
+
+
+@pytest.fixture(scope="module")
+def reps(tmp_path_factory: pytest.TempPathFactory) -> Representations:
+    """The extraction artifact on the same calibration batches as ``loader``."""
+    return calibration_representations(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def segments(reps: Representations) -> list[list[str]]:
+    """The segment stage's output for this model (Fisher segments of the unit CKA rows, k chosen by the rule)."""
+    offset = reps.matrix_names.index(reps.units[0])
+    matrix = reps.cka_matrix[offset:, offset:]
+    return segment_units(reps.units, matrix, "auto", DEFAULT_THRESHOLD)["segment_units"]
+
+
+@pytest.fixture(scope="module")
+def held_out() -> torch.Tensor:
+    dataset = build_dataset(DATA, "test")
+    return torch.stack([dataset[i][0] for i in range(64)])
+
+
+@pytest.fixture(scope="module")
+def distances(reps: Representations) -> pd.DataFrame:
+    return candidate_distances(reps, METRICS)
+
+
+def _prune(
+    method: str, budget: str, model, reps, loader, segments, distances=None, **kwargs
+) -> PruneResult:
+    return prune_model(
+        method,
+        Budget.parse(budget),
+        model,
+        INPUT_SIZE,
+        min_units_per_stage=kwargs.pop("min_units_per_stage", MIN_UNITS),
+        representations=reps,
+        candidate_distances=distances,
+        consensus_metrics=METRICS,
+        segments=segments,
+        calibration_loader=loader,
+        gradnorm_batches=2,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def results(
+    model, reps, loader, segments, distances
+) -> dict[tuple[str, str], PruneResult]:
+    """Every criterion under every budget, pruned once for all the checks below."""
+    before = unit_names(model)
+    out = {
+        (m, b): _prune(m, b, model, reps, loader, segments, distances)
+        for m in sorted(CRITERIA)
+        for b in BUDGETS
+    }
+    assert unit_names(model) == before, "prune_model modified the baseline"
+    return out
+
+
+CASES = [(m, b) for m in sorted(CRITERIA) for b in BUDGETS]
+
+
+@pytest.mark.parametrize(("method", "budget"), CASES)
+def test_plan_meets_the_budget_under_the_stage_minimum(method, budget, model, results):
+    plan = results[method, budget].plan
+    units = {u.name: u for u in get_units(model, INPUT_SIZE)}
+    removed = plan["removed"]
+    assert all(units[n].removable for n in removed)
+    per_stage = [0, 0, 0]
+    for name, unit in units.items():
+        if name not in removed:
+            per_stage[unit.stage] += 1
+    assert per_stage == plan["blocks_per_stage_after"]
+    assert min(per_stage) >= MIN_UNITS
+    assert plan["blocks_per_stage_before"] == [3, 3, 3]
+    if budget == "blocks2":
+        assert plan["n_removed"] == len(removed) == 2
+    else:
+        assert plan["macs_reduction"] >= 0.30
+        # and no more than needed: dropping the last-added unit would miss the budget (units cost the same here)
+        assert (
+            plan["macs_reduction"]
+            - units[removed[0]].macs / (plan["remaining_macs"] + plan["removed_macs"])
+            < 0.30
+        )
+
+
+@pytest.mark.parametrize(("method", "budget"), CASES)
+def test_pruned_model_equals_the_baseline_with_units_bypassed(
+    method, budget, model, results, held_out
+):
+    result = results[method, budget]
+    pruned = result.model.eval()
+    with torch.no_grad():
+        got = pruned(held_out)
+        with bypass(model, result.plan["removed"]):
+            expected = model(held_out)
+        intact = model(held_out)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(got, intact, atol=1e-3)  # the removed units did something
+    assert list(pruned.blocks_per_stage) == result.plan["blocks_per_stage_after"]
+
+
+@pytest.mark.parametrize(("method", "budget"), CASES)
+def test_cost_drops_by_exactly_the_removed_units(method, budget, model, results):
+    result = results[method, budget]
+    units = {u.name: u for u in get_units(model, INPUT_SIZE)}
+    removed = result.plan["removed"]
+    total_macs, _ = count_macs(model, INPUT_SIZE)
+    pruned_macs, _ = count_macs(result.model, INPUT_SIZE)
+    assert (
+        pruned_macs
+        == total_macs - sum(units[n].macs for n in removed)
+        == result.plan["remaining_macs"]
+    )
+    pruned_params = count_params(result.model)
+    assert pruned_params == count_params(model) - sum(units[n].params for n in removed)
+    assert pruned_params == result.plan["remaining_params"]
+
+
+@pytest.mark.parametrize(("method", "budget"), CASES)
+def test_scores_table_ranks_and_flags(method, budget, model, results):
+    result = results[method, budget]
+    units = get_units(model, INPUT_SIZE)
+    table = scores_table(units, result.scores, result.plan["removed"])
+    assert list(table.columns) == ["unit", "stage", "score", "rank", "removed"]
+    assert sorted(table["unit"]) == sorted(u.name for u in units if u.removable)
+    assert sorted(table["rank"]) == list(range(1, len(table) + 1))
+    assert table.loc[table["rank"] == 1, "score"].item() == table["score"].min()
+    assert table.sort_values("rank")["score"].is_monotonic_increasing
+    assert set(table.loc[table["removed"], "unit"]) == set(result.plan["removed"])
+    stage_of = {u.name: u.stage for u in units}
+    assert all(stage_of[u] == s for u, s in zip(table["unit"], table["stage"]))
+
+
+def test_greedy_criteria_remove_their_best_allowed_units(model, results):
+    """For global criteria under blocks2 the removed units are the two best-scored ones from different stages
+    (the stage minimum of 2 lets each 3-unit stage lose only one)."""
+    units = {u.name: u for u in get_units(model, INPUT_SIZE)}
+    for method in ("cka", "greedy_loss", "weight_norm"):
+        result = results[method, "blocks2"]
+        chosen: list[str] = []
+        for name in sorted(result.scores, key=result.scores.get):
+            if len(chosen) < 2 and all(
+                units[c].stage != units[name].stage for c in chosen
+            ):
+                chosen.append(name)
+        assert sorted(result.plan["removed"]) == sorted(chosen), method
+
+
+def test_sglp_takes_units_from_every_segment(model, reps, loader, segments):
+    """With one removal per segment allowed (uniform shares, stage minimum 1), each segment that has removable
+    units loses exactly its lowest-GradNorm unit, even where the global ranking would take two from one segment."""
+    removable = set(reps.candidates)
+    with_removable = [seg for seg in segments if removable & set(seg)]
+    assert len(with_removable) >= 2, (
+        f"the trained model has one segment only: {segments}"
+    )
+    budget = f"blocks{len(with_removable)}"
+    result = _prune(
+        "sglp",
+        budget,
+        model,
+        reps,
+        loader,
+        segments,
+        min_units_per_stage=1,
+        allocation="uniform",
+    )
+    scores = result.scores
+    expected = [
+        min((u for u in seg if u in removable), key=scores.get)
+        for seg in with_removable
+    ]
+    assert sorted(result.plan["removed"]) == sorted(expected)
+    # proportional shares of a smaller budget still spread over different segments
+    result = _prune(
+        "sglp", "blocks2", model, reps, loader, segments, min_units_per_stage=1
+    )
+    owner = {u: i for i, seg in enumerate(segments) for u in seg}
+    assert len({owner[u] for u in result.plan["removed"]}) == 2, (
+        segments,
+        result.plan["removed"],
+    )
+
+
+def test_sglp_without_segments_or_data_is_a_clear_error(model, reps):
+    with pytest.raises(ValueError, match="sglp needs the segments"):
+        prune_model(
+            "sglp",
+            Budget.blocks(1),
+            model,
+            INPUT_SIZE,
+            calibration_loader=calibration(size=64),
+        )
+    with pytest.raises(ValueError, match="GradNorm needs the calibration loader"):
+        prune_model("sglp", Budget.blocks(1), model, INPUT_SIZE, segments=[reps.units])
+
+
+def test_scores_table_of_ties_gives_distinct_ranks(model):
+    units = get_units(model, INPUT_SIZE)
+    scores = {u.name: 0.5 for u in units if u.removable}
+    scores["layer3.2"] = 0.1
+    table = scores_table(units, scores, ["layer3.2"])
+    assert table.set_index("unit").loc["layer3.2", "rank"] == 1
+    assert sorted(table["rank"]) == list(range(1, len(scores) + 1))
+    assert table["removed"].sum() == 1
+    assert isinstance(table, pd.DataFrame) and np.issubdtype(
+        table["rank"].dtype, np.integer
+    )
