@@ -13,45 +13,49 @@ import logging
 import os
 import sys
 
-__all__ = ["main", "build_parser"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
-# module name under layerprune.cli -> its subcommands are added by module.register(subparsers)
-STAGES = (
-    "info",
-    "baseline",
-    "evaluate",
-    "extract",
-    "similarity",
-    "segment",
-    "prune",
-    "finetune",
-    "robustness",
-    "summarize",
-    "figures",
-)
+# subcommand -> module under layerprune.cli that registers it (module.register(subparsers))
+COMMANDS = {
+    "info": "info",
+    "baseline": "baseline",
+    "evaluate": "evaluate",
+    "extract": "extract",
+    "similarity": "similarity",
+    "segment": "segment",
+    "prune": "prune",
+    "finetune": "finetune",
+    "corrupt": "robustness",
+    "robustness": "robustness",
+    "summarize": "summarize",
+    "figures": "figures",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``command``, only that subcommand's module is imported
+    (each workflow job runs one subcommand, and importing every stage costs seconds)."""
     parser = argparse.ArgumentParser(
         prog="layerprune",
         description="Similarity-guided layer pruning: every workflow stage as a subcommand.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for stage in STAGES:
-        try:
-            module = importlib.import_module(f"layerprune.cli.{stage}")
-        except ModuleNotFoundError as err:
-            if err.name == f"layerprune.cli.{stage}":
-                continue  # stage not built in this version
-            raise
-        module.register(subparsers)
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for module in modules:
+        importlib.import_module(f"layerprune.cli.{module}").register(subparsers)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv`` (the first argument that is not an option)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
