@@ -98,6 +98,9 @@ def adapt_profile(
     out["set-threads"] = {
         r: min(int(t), cpus) for r, t in (out.get("set-threads") or {}).items()
     }
+    # Every other rule's threads too (compute rules default to 8 on a cluster): a job asking
+    # for more CPUs than the node has would pend forever with reason PartitionConfig.
+    out["max-threads"] = cpus
     out.update(TEST_OVERRIDES)
     return out
 
