@@ -29,8 +29,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         dir=target.parent, prefix=f".{target.name}.", suffix=suffix or target.suffix
     )
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give what open() would
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
