@@ -64,6 +64,7 @@ class WorkflowUnderTest:
     targets: tuple[str, ...]
     outputs: tuple[str, ...]
     gpu_rules: tuple[str, ...]
+    fanout_rules: tuple[str, ...] = ()  # rules whose local threads are a share of the cores
 
 
 TOY = WorkflowUnderTest(
@@ -85,6 +86,7 @@ REAL = WorkflowUnderTest(
         "results/quick-digits/baseline/metrics.json",
     ),
     gpu_rules=("baseline_train",),
+    fanout_rules=("evaluate_model",),
 )
 # The workflow the main test runs: TOY (seconds) or REAL (minutes).
 WORKFLOW = REAL
@@ -256,7 +258,12 @@ def test_workflow_runs_through_slurm(cluster: Cluster, tmp_path: Path) -> None:
     wf = WORKFLOW
     local = _workdir(tmp_path / "local", wf)
     res = _run(
-        _snakemake(wf, local, REPO / "profiles" / "workstation", "--cores", "2"),
+        # The cluster profile caps every rule to the node's 2 CPUs; give the local run the
+        # same thread counts, so that floating-point sums (the test loss) agree bit for bit.
+        _snakemake(
+            wf, local, REPO / "profiles" / "workstation", "--cores", "2",
+            *(["--set-threads", *(f"{rule}=2" for rule in wf.fanout_rules)] if wf.fanout_rules else []),
+        ),  # fmt: skip
         env=cluster.env,
         timeout=RUN_TIMEOUT_S,
         cwd=local,

@@ -17,7 +17,7 @@ rule evaluate_model:
         latency_repeats=lookup(dpath="evaluation/latency_repeats", within=config),
         country=lookup(dpath="emissions/country_iso_code", within=config),
         emissions_flag=emissions_flag(),
-    threads: baseline_threads()
+    threads: fanout_threads()
     log:
         "logs/evaluate_model/{experiment}/{model}.log",
     benchmark:

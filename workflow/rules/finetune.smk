@@ -16,7 +16,7 @@ rule finetune_model:
         country=lookup(dpath="emissions/country_iso_code", within=config),
         emissions_flag=emissions_flag(),
         workdir=lambda wildcards, output: os.path.join(os.path.dirname(output.model), "train_state"),
-    threads: baseline_threads()
+    threads: fanout_threads()
     resources:
         gpu=1,
         mem_mb=8000,

@@ -22,7 +22,7 @@ rule prune_model:
         calibration_size=lookup(dpath="calibration/size", within=config),
         calibration_batch_size=lookup(dpath="calibration/batch_size", within=config),
         calibration_seed=lookup(dpath="calibration/seed", within=config),
-    threads: baseline_threads()
+    threads: fanout_threads()
     resources:
         mem_mb=8000,
     log:

@@ -47,7 +47,7 @@ rule robustness_eval:
         seed=lookup(dpath="robustness/seed", within=config),
         batch_size=lookup(dpath="robustness/batch_size", within=config),
         corrupted=lambda wildcards, input: f"--corrupted {input.corrupted}" if input.corrupted else "",
-    threads: baseline_threads()
+    threads: fanout_threads()
     resources:
         mem_mb=8000,
     log:
