@@ -35,6 +35,17 @@ def describe(model, input_size: list[int]) -> dict:
     }
 
 
+def _blocks(value: str) -> list[int]:
+    """``--blocks 9,9,9``: positive unit counts per stage."""
+    try:
+        blocks = [int(b) for b in value.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated unit counts such as 9,9,9, got {value!r}") from None
+    if any(b < 1 for b in blocks):
+        raise argparse.ArgumentTypeError(f"every stage needs at least one unit, got {value!r}")
+    return blocks
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.checkpoint and args.arch:
         raise ValueError("give either a CHECKPOINT or --arch, not both")
@@ -44,11 +55,12 @@ def _run(args: argparse.Namespace) -> None:
         info["preprocessing"] = ckpt.preprocessing
         info["meta"] = ckpt.meta
     elif args.arch:
-        blocks = [int(b) for b in args.blocks.split(",")] if args.blocks else None
+        cifar = ARCHITECTURES[args.arch].family == "cifar_resnet"
+        num_classes = args.num_classes or (10 if cifar else 1000)  # CIFAR-10 / ImageNet
         model = get_model(
-            args.arch, num_classes=args.num_classes, in_channels=args.in_channels, blocks_per_stage=blocks
+            args.arch, num_classes=num_classes, in_channels=args.in_channels, blocks_per_stage=args.blocks
         )
-        size = args.image_size or (32 if ARCHITECTURES[args.arch].family == "cifar_resnet" else 224)
+        size = args.image_size or (32 if cifar else 224)
         info = describe(model, [args.in_channels, size, size])
     else:
         raise ValueError("give a CHECKPOINT file or --arch NAME")
@@ -66,8 +78,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="describe a model's prunable units and cost")
     p.add_argument("checkpoint", nargs="?", help="a layerprune checkpoint")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help="describe an architecture instead")
-    p.add_argument("--blocks", help="units per stage, e.g. 9,9,9")
-    p.add_argument("--num-classes", type=int, default=10)
+    p.add_argument("--blocks", type=_blocks, help="units per stage, e.g. 9,9,9")
+    p.add_argument(
+        "--num-classes", type=int, default=None, help="classifier outputs (default 10 CIFAR, 1000 ImageNet)"
+    )
     p.add_argument("--in-channels", type=int, default=3)
     p.add_argument("--image-size", type=int, default=None, help="input side (default 32 CIFAR, 224 ImageNet)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -130,3 +130,18 @@ def test_info_usage_errors_exit_2_with_a_message(tmp_path: Path, capsys: pytest.
     assert "give a CHECKPOINT file or --arch NAME" in capsys.readouterr().err
     assert main(["info", str(missing), "--arch", "resnet20"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_info_imagenet_arch_defaults_to_1000_classes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "--arch", "resnet50", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["params"] == 25_557_032  # torchvision's published ResNet-50 count
+    assert info["blocks_per_stage"] == [3, 4, 6, 3]
+
+
+@pytest.mark.parametrize("blocks", ["9,x", "9,0,9", ""])
+def test_info_bad_blocks_name_the_flag(blocks: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", "--arch", "resnet56", "--blocks", blocks, "--json"])
+    assert exit_info.value.code == 2
+    assert "argument --blocks" in capsys.readouterr().err
