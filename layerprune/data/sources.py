@@ -230,7 +230,14 @@ def _unpack(tar_path: Path, cache: Path) -> Path:
         with tarfile.open(tar_path) as tar:
             tar.extractall(tmp, filter="data")
         inner = tmp / tar_path.stem
-        os.replace(inner if inner.is_dir() else tmp, target)
+        try:
+            os.replace(inner if inner.is_dir() else tmp, target)
+        except OSError:
+            # Another job unpacked the same archive meanwhile (the rename onto its
+            # non-empty folder fails): its copy is complete, so use it and drop ours.
+            if not target.is_dir():
+                raise
+            log.info("%s was unpacked by another job meanwhile; using it", target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -146,3 +146,25 @@ def test_imagefolder_from_tar_unpacks_once_into_cache_dir(tmp_path: Path, monkey
     again = build_dataset({**cfg, "test_subset": 4}, "test")
     assert len(again) == 4
     assert dataset_info(cfg, "test").num_classes == 3
+
+
+def test_imagefolder_unpacked_by_a_concurrent_job_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two jobs that start on the same tar at once (the workflow runs jobs in parallel): the
+    second to finish finds the first's folder in place, keeps it, and leaves no temporary."""
+    from layerprune.data import sources
+
+    root, cache = tmp_path / "toyset", tmp_path / "cache"
+    root.mkdir()
+    _image_tar(root, "test", {"cat": 2, "dog": 1})
+    real_open = tarfile.open
+
+    def open_after_the_other_job(path: object, *args: object, **kwargs: object) -> tarfile.TarFile:
+        with real_open(path) as other:  # the other job finishes its unpack first
+            other.extractall(cache / "toyset", filter="data")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(tarfile, "open", open_after_the_other_job)
+    folder = sources._unpack(root / "test.tar", cache / "toyset")
+    assert folder == cache / "toyset" / "test"
+    assert sorted(p.name for p in folder.iterdir()) == ["cat", "dog"]
+    assert [p.name for p in (cache / "toyset").iterdir()] == ["test"]
