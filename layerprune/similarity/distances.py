@@ -29,6 +29,7 @@ __all__ = [
     "DISTANCES",
     "MAX_PERMUTATION_WIDTH",
     "bures_distance",
+    "cca_angular_distance",
     "cca_distance",
     "cka_distance",
     "get_distance",
@@ -169,6 +170,15 @@ def cca_distance(
     return float(np.arccos(mean_rho)) if angular else 1.0 - mean_rho
 
 
+def cca_angular_distance(X: ArrayLike, Y: ArrayLike, labels: ArrayLike | None = None) -> float:
+    """Angular CCA distance arccos(mean canonical correlation), in radians in [0, pi/2].
+
+    :func:`cca_distance` with ``angular=True`` (Williams et al. 2021, https://arxiv.org/abs/2110.14739), under the
+    uniform signature of :data:`DISTANCES`.
+    """
+    return cca_distance(X, Y, labels, angular=True)
+
+
 def permutation_distance(X: ArrayLike, Y: ArrayLike, labels: ArrayLike | None = None) -> float:
     """Distance after the best one-to-one matching of neurons (Williams et al. 2021, https://arxiv.org/abs/2110.14739).
 
@@ -273,6 +283,7 @@ DISTANCES: dict[str, Distance] = {
     "cka": cka_distance,
     "procrustes": procrustes_distance,
     "cca": cca_distance,
+    "cca_angular": cca_angular_distance,
     "permutation": permutation_distance,
     "bures": bures_distance,
     "wasserstein": wasserstein_distance_1d,
