@@ -45,6 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("segment", help="Fisher optimal segmentation of units (SGLP)")
     p.add_argument("--representations", type=Path, required=True, help="output of `layerprune extract`")
     p.add_argument("--segments", default="auto", help="number of segments, or auto")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="loss share of the auto rule")
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="auto rule: the smallest k with loss(k) <= threshold * loss(1), threshold in [0, 1) "
+        "(the config's pruning.segment_threshold)",
+    )
     p.add_argument("--out", type=Path, required=True, help="segments JSON to write")
     p.set_defaults(func=_run)

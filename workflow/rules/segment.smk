@@ -1,4 +1,5 @@
-# Segmentation: Fisher optimal contiguous segments of the units from their CKA rows (SGLP).
+# Segmentation: Fisher optimal contiguous segments of the units from their CKA rows (SGLP);
+# with segments: auto, the fewest segments leaving at most segment_threshold of the spread.
 
 
 rule segment_layers:
@@ -10,6 +11,7 @@ rule segment_layers:
         segments="results/{experiment}/segments/segments.json",
     params:
         segments=lookup(dpath="pruning/segments", within=config),
+        threshold=lookup(dpath="pruning/segment_threshold", within=config),
     localrule: True
     log:
         "logs/segment_layers/{experiment}.log",
@@ -19,4 +21,5 @@ rule segment_layers:
         "../../envs/layerprune.yaml"
     shell:
         "layerprune segment --representations {input.representations}"
-        " --segments {params.segments} --out {output.segments} > {log} 2>&1"
+        " --segments {params.segments} --threshold {params.threshold}"
+        " --out {output.segments} > {log} 2>&1"
