@@ -54,9 +54,9 @@ def emissions_flag():
 
 
 def consensus_metrics():
-    """Distances of the candidate table: the configured ones, always including cka."""
-    metrics = config["similarity"]["metrics"]
-    return " ".join(dict.fromkeys(["cka", *metrics]))
+    """Distances of the candidate table, which Consensus votes over: exactly similarity.metrics
+    (the cka criterion reads the representations, not this table)."""
+    return " ".join(config["similarity"]["metrics"])
 
 
 def final_stage():
