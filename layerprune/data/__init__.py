@@ -4,6 +4,7 @@ from layerprune.data.loaders import calibration_loader
 from layerprune.data.sources import (
     SOURCES,
     ArrayImageDataset,
+    ArrayTransform,
     DatasetInfo,
     build_dataset,
     dataset_info,
@@ -13,6 +14,7 @@ from layerprune.data.sources import (
 __all__ = [
     "SOURCES",
     "ArrayImageDataset",
+    "ArrayTransform",
     "DatasetInfo",
     "build_dataset",
     "calibration_loader",

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+import torch.nn.functional as F
 from torch.utils.data import Dataset
-from torchvision import datasets, transforms
 
 __all__ = [
     "ArrayImageDataset",
+    "ArrayTransform",
     "DatasetInfo",
     "SOURCES",
     "build_dataset",
@@ -121,7 +121,9 @@ def dataset_info(cfg: dict, split: str = "train") -> DatasetInfo:
 
 
 def _transform(cfg: dict, info: DatasetInfo, *, augment: bool, normalize: bool) -> Callable:
-    source = _source(cfg)
+    """torchvision's transforms for the data sets it reads as PIL images (CIFAR, image folders)."""
+    from torchvision import transforms
+
     size = info.image_size
     steps: list = []
     if cfg["name"] == "imagefolder" and size >= 64:  # ImageNet protocol
@@ -132,8 +134,8 @@ def _transform(cfg: dict, info: DatasetInfo, *, augment: bool, normalize: bool) 
     else:  # small images: pad-and-crop (+ flip where the classes allow it)
         steps.append(transforms.Resize((size, size)))
         if augment:
-            steps.append(transforms.RandomCrop(size, padding=max(1, size // 8)))
-            if source.flip:
+            steps.append(transforms.RandomCrop(size, padding=_crop_padding(size)))
+            if _source(cfg).flip:
                 steps.append(transforms.RandomHorizontalFlip())
     steps.append(transforms.ToTensor())
     if normalize:
@@ -141,8 +143,69 @@ def _transform(cfg: dict, info: DatasetInfo, *, augment: bool, normalize: bool) 
     return transforms.Compose(steps)
 
 
+def _crop_padding(size: int) -> int:
+    """Padding of the pad-and-crop augmentation: 4 pixels at CIFAR's 32."""
+    return max(1, size // 8)
+
+
+class ArrayTransform:
+    """Resize, pad-and-crop, flip and normalise one uint8 image array, as torchvision's
+    ``Resize``, ``RandomCrop(padding)``, ``RandomHorizontalFlip``, ``ToTensor`` and
+    ``Normalize`` do for the small-image data sets.
+
+    Written here for the in-memory data sets (digits, Fashion-MNIST) because importing
+    torchvision pulls in ``torch._dynamo``: about 2 s, as long as torch's own import, paid by
+    every workflow job, most of which never need anything else from torchvision. The random
+    draws are torchvision's (``torch.randint`` for the crop offsets, ``torch.rand`` for the
+    flip, from torch's global generator), so seeding and resumed training behave the same.
+
+    Args:
+        size: output side.
+        mean, std: per-channel statistics on [0, 1] pixels, or ``None`` for no normalisation.
+        augment: apply the random crop (and flip, when ``flip``).
+        flip: horizontal flips are a valid augmentation for these classes.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        mean: tuple[float, ...] | None,
+        std: tuple[float, ...] | None,
+        *,
+        augment: bool = False,
+        flip: bool = False,
+    ) -> None:
+        self.size = size
+        self.padding = _crop_padding(size)
+        self.mean = None if mean is None else torch.tensor(mean).view(-1, 1, 1)
+        self.std = None if std is None else torch.tensor(std).view(-1, 1, 1)
+        self.augment = augment
+        self.flip = flip
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        """``image``: uint8 (H, W) or (H, W, C). Returns float (C, size, size)."""
+        x = torch.from_numpy(np.ascontiguousarray(image))
+        x = (x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)).float().div_(255.0)
+        if tuple(x.shape[1:]) != (self.size, self.size):
+            x = F.interpolate(x[None], size=(self.size, self.size), mode="bilinear", antialias=True)[0]
+        if self.augment:
+            p = self.padding
+            x = F.pad(x, (p, p, p, p))
+            top = int(torch.randint(0, 2 * p + 1, size=(1,)).item())
+            left = int(torch.randint(0, 2 * p + 1, size=(1,)).item())
+            x = x[:, top : top + self.size, left : left + self.size]
+            if self.flip and torch.rand(1).item() < 0.5:
+                x = x.flip(-1)
+        if self.mean is not None:
+            x = (x - self.mean) / self.std
+        return x
+
+
 class ArrayImageDataset(Dataset):
-    """Images held in memory as uint8 arrays (N, H, W) or (N, H, W, C), with int labels."""
+    """Images held in memory as uint8 arrays (N, H, W) or (N, H, W, C), with int labels.
+
+    ``transform`` gets one image as its uint8 array (for example an :class:`ArrayTransform`).
+    """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, transform: Callable | None = None):
         if len(images) != len(labels):
@@ -155,7 +218,7 @@ class ArrayImageDataset(Dataset):
         return len(self.images)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = Image.fromarray(self.images[index])
+        image = self.images[index]
         if self.transform is not None:
             image = self.transform(image)
         return image, self.targets[index]
@@ -208,6 +271,8 @@ def _fashion_mnist(cfg: dict, split: str, root: Path) -> tuple[np.ndarray, np.nd
 
 
 def _cifar(cfg: dict, split: str, root: Path, transform: Callable) -> Dataset:
+    from torchvision import datasets
+
     cls = datasets.CIFAR10 if cfg["name"] == "cifar10" else datasets.CIFAR100
     try:
         return cls(str(root), train=split == "train", transform=transform, download=cfg.get("download", False))
@@ -243,7 +308,9 @@ def _unpack(tar_path: Path, cache: Path) -> Path:
     return target
 
 
-def _imagefolder_dataset(cfg: dict, split: str, transform: Callable | None) -> datasets.ImageFolder:
+def _imagefolder_dataset(cfg: dict, split: str, transform: Callable | None) -> Dataset:
+    from torchvision import datasets
+
     root = Path(cfg["root"]) if cfg.get("root") else None
     if root is None:
         raise ValueError("data.root is required for data.name: imagefolder")
@@ -279,17 +346,23 @@ def build_dataset(
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     info = dataset_info(cfg, split)
-    transform = _transform(cfg, info, augment=augment, normalize=normalize)
     name = cfg["name"]
     source = SOURCES[name]
     root = Path(cfg.get("root") or source.default_root or ".")
-    if name == "digits":
-        dataset: Dataset = ArrayImageDataset(*_digits(cfg, split), transform)
-    elif name == "fashion-mnist":
-        dataset = ArrayImageDataset(*_fashion_mnist(cfg, split, root), transform)
+    if name in ("digits", "fashion-mnist"):
+        array_transform = ArrayTransform(
+            info.image_size,
+            info.mean if normalize else None,
+            info.std if normalize else None,
+            augment=augment,
+            flip=source.flip,
+        )
+        arrays = _digits(cfg, split) if name == "digits" else _fashion_mnist(cfg, split, root)
+        dataset: Dataset = ArrayImageDataset(*arrays, array_transform)
     elif name in ("cifar10", "cifar100"):
-        dataset = _cifar(cfg, split, root, transform)
+        dataset = _cifar(cfg, split, root, _transform(cfg, info, augment=augment, normalize=normalize))
     else:
+        transform = _transform(cfg, info, augment=augment, normalize=normalize)
         dataset = _imagefolder_dataset(cfg, split, transform)
     limit = cfg.get(f"{split}_subset")
     if limit:

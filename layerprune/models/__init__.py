@@ -11,7 +11,6 @@ from layerprune.models.cifar_resnet import (
     cifar_resnet110,
 )
 from layerprune.models.cost import count_macs, count_params
-from layerprune.models.imagenet_resnet import TorchvisionResNet, torchvision_resnet
 from layerprune.models.registry import ARCHITECTURES, build_model, get_model
 from layerprune.models.units import Unit, bypass, get_units, unit_module, unit_names
 
@@ -39,3 +38,13 @@ __all__ = [
     "unit_module",
     "unit_names",
 ]
+
+
+def __getattr__(name: str):
+    """``TorchvisionResNet`` and ``torchvision_resnet`` on first use: importing torchvision
+    costs seconds, and most jobs only need the CIFAR ResNets."""
+    if name in ("TorchvisionResNet", "torchvision_resnet"):
+        from layerprune.models import imagenet_resnet
+
+        return getattr(imagenet_resnet, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,13 +14,9 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-__all__ = ["TorchvisionResNet", "torchvision_resnet", "TORCHVISION_DEPTHS"]
+from layerprune.models.registry import TORCHVISION_LAYOUTS
 
-TORCHVISION_DEPTHS: dict[int, tuple[type[nn.Module], list[int]]] = {
-    18: (BasicBlock, [2, 2, 2, 2]),
-    34: (BasicBlock, [3, 4, 6, 3]),
-    50: (Bottleneck, [3, 4, 6, 3]),
-}
+__all__ = ["TorchvisionResNet", "torchvision_resnet"]
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
@@ -86,10 +82,9 @@ class TorchvisionResNet(ResNet):
 
 def torchvision_resnet(depth: int, *, num_classes: int = 1000, in_channels: int = 3) -> TorchvisionResNet:
     """Builds torchvision's ResNet-``depth`` (18, 34 or 50) with random weights."""
-    if depth not in TORCHVISION_DEPTHS:
+    if depth not in TORCHVISION_LAYOUTS:
         raise ValueError(
-            f"unknown torchvision ResNet depth {depth}; expected one of {sorted(TORCHVISION_DEPTHS)}"
+            f"unknown torchvision ResNet depth {depth}; expected one of {sorted(TORCHVISION_LAYOUTS)}"
         )
-    block, layers = TORCHVISION_DEPTHS[depth]
-    kind = "basic" if block is BasicBlock else "bottleneck"
+    kind, layers = TORCHVISION_LAYOUTS[depth]
     return TorchvisionResNet(kind, layers, num_classes=num_classes, in_channels=in_channels)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from torch import nn
 
 from layerprune.models.cifar_resnet import CIFAR_DEPTHS, CifarResNet
-from layerprune.models.imagenet_resnet import TORCHVISION_DEPTHS, TorchvisionResNet
 
 __all__ = ["ARCHITECTURES", "Architecture", "build_model", "get_model"]
 
@@ -32,9 +31,26 @@ def _cifar(blocks: Sequence[int], num_classes: int, in_channels: int) -> nn.Modu
     return CifarResNet(blocks, num_classes=num_classes, in_channels=in_channels)
 
 
+# torchvision's ResNets by depth: block type and units per stage (as torchvision's builders).
+# Kept here as plain data so that listing architectures does not import torchvision: its
+# package import pulls in torch._dynamo (about 2 s, as long as torch's own import), which
+# every workflow job would pay although most never build an ImageNet model.
+TORCHVISION_LAYOUTS: dict[int, tuple[str, tuple[int, ...]]] = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+}
+
+
+def _torchvision_resnet(kind: str, blocks: Sequence[int], num_classes: int, in_channels: int) -> nn.Module:
+    from layerprune.models.imagenet_resnet import TorchvisionResNet  # imports torchvision
+
+    return TorchvisionResNet(kind, blocks, num_classes=num_classes, in_channels=in_channels)
+
+
 def _torchvision(kind: str) -> Callable[[Sequence[int], int, int], nn.Module]:
     def build(blocks: Sequence[int], num_classes: int, in_channels: int) -> nn.Module:
-        return TorchvisionResNet(kind, blocks, num_classes=num_classes, in_channels=in_channels)
+        return _torchvision_resnet(kind, blocks, num_classes, in_channels)
 
     return build
 
@@ -42,10 +58,9 @@ def _torchvision(kind: str) -> Callable[[Sequence[int], int, int], nn.Module]:
 ARCHITECTURES: dict[str, Architecture] = {}
 for _depth, _n in CIFAR_DEPTHS.items():
     ARCHITECTURES[f"resnet{_depth}"] = Architecture(f"resnet{_depth}", "cifar_resnet", (_n,) * 3, _cifar)
-for _depth, (_block, _layers) in TORCHVISION_DEPTHS.items():
-    _kind = "basic" if _block.expansion == 1 else "bottleneck"
+for _depth, (_kind, _layers) in TORCHVISION_LAYOUTS.items():
     ARCHITECTURES[f"resnet{_depth}"] = Architecture(
-        f"resnet{_depth}", "torchvision_resnet", tuple(_layers), _torchvision(_kind)
+        f"resnet{_depth}", "torchvision_resnet", _layers, _torchvision(_kind)
     )
 
 
@@ -96,11 +111,8 @@ def build_model(spec: dict) -> nn.Module:
                 widths=spec.get("widths", (16, 32, 64)),
             )
         if family == "torchvision_resnet":
-            return TorchvisionResNet(
-                spec["block"],
-                spec["blocks_per_stage"],
-                num_classes=spec["num_classes"],
-                in_channels=spec["in_channels"],
+            return _torchvision_resnet(
+                spec["block"], spec["blocks_per_stage"], spec["num_classes"], spec["in_channels"]
             )
     except KeyError as err:
         raise ValueError(f"model spec {spec} lacks the field {err.args[0]!r}") from None

@@ -168,3 +168,32 @@ def test_imagefolder_unpacked_by_a_concurrent_job_is_reused(tmp_path: Path, monk
     assert folder == cache / "toyset" / "test"
     assert sorted(p.name for p in folder.iterdir()) == ["cat", "dog"]
     assert [p.name for p in (cache / "toyset").iterdir()] == ["test"]
+
+
+@pytest.mark.parametrize(
+    ("shape", "size"), [((8, 8), 16), ((28, 28), 28), ((32, 32, 3), 32), ((12, 12, 3), 32), ((64, 64, 3), 32)]
+)
+@pytest.mark.parametrize("augment", [False, True])
+def test_array_transform_matches_torchvision(shape: tuple[int, ...], size: int, augment: bool) -> None:
+    """The in-memory data sets' transform gives torchvision's result (within the one grey
+    level that PIL's uint8 resize rounds to) and draws the same random crops and flips."""
+    from torchvision import transforms
+
+    from layerprune.data import ArrayTransform
+
+    image = np.random.default_rng(0).integers(0, 256, size=shape, dtype=np.uint8)
+    mean = (0.3,) * (1 if len(shape) == 2 else 3)
+    std = (0.4,) * len(mean)
+    steps = [transforms.Resize((size, size))]
+    if augment:
+        steps += [transforms.RandomCrop(size, padding=max(1, size // 8)), transforms.RandomHorizontalFlip()]
+    reference = transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(mean, std)])
+    ours = ArrayTransform(size, mean, std, augment=augment, flip=True)
+    for seed in range(4):
+        torch.manual_seed(seed)
+        expected = reference(Image.fromarray(image))
+        torch.manual_seed(seed)
+        got = ours(image)
+        assert got.shape == expected.shape == (len(mean), size, size)
+        grey_levels = (got - expected).abs().max().item() * std[0] * 255
+        assert grey_levels <= 1.0 + 1e-4
