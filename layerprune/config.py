@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-__all__ = ["SCHEMA_PATH", "ConfigError", "load_config", "validate_config"]
+__all__ = ["SCHEMA_PATH", "ConfigError", "check_robustness", "load_config", "validate_config"]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -51,7 +51,7 @@ def load_schema() -> dict:
 
 
 def validate_config(config: dict) -> dict:
-    """Returns a copy of ``config`` with the schema's defaults filled in.
+    """Returns a copy of ``config`` with the schema's defaults filled in, after the checks of :func:`check_robustness`.
 
     Raises:
         ConfigError: listing every violation as ``key.path: problem``.
@@ -65,7 +65,53 @@ def validate_config(config: dict) -> dict:
             key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
             lines.append(f"  {key}: {err.message}")
         raise ConfigError("invalid config:\n" + "\n".join(lines))
+    check_robustness(config)
     return config
+
+
+#: Data sets whose models cannot be evaluated on CIFAR-10's natural-shift test sets.
+_NOT_CIFAR10 = ("digits", "fashion-mnist", "cifar100")
+
+
+def check_robustness(config: dict) -> None:
+    """What the schema cannot check in the ``robustness`` section of a schema-validated config.
+
+    Each attack's ``params`` against the keyword arguments of that attack (they differ per attack), and, when
+    robustness is enabled, that the real data sets it names are there: ``cifar10c_root`` (when corruptions are
+    evaluated) and every ``ood_sets`` path. The workflow calls this right after ``validate()``, so a typo fails
+    before any job runs instead of inside the robustness job after training. Imports no torch.
+
+    Raises:
+        ConfigError: naming the key, the bad value and the allowed values (or the missing files and their source).
+    """
+    from layerprune.robustness.attack_specs import validate_attack_configs  # torch-free
+    from layerprune.robustness.published import check_cifar10c_root, check_ood_set
+
+    section = config["robustness"]
+    for i, attack in enumerate(section["attacks"]):
+        try:
+            validate_attack_configs([attack])
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"invalid config:\n  robustness.attacks.{i}: {err}") from None
+    names = [entry["name"] for entry in section["ood_sets"]]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"invalid config:\n  robustness.ood_sets: {repeated} listed more than once; list each set once")
+    if section["ood_sets"] and config["data"]["name"] in _NOT_CIFAR10:
+        raise ConfigError(
+            f"invalid config:\n  robustness.ood_sets: {names} are CIFAR-10 test sets (32x32 RGB, its 10 classes) and "
+            f"cannot evaluate a {config['data']['name']} model; use data.name cifar10 (or an imagefolder copy of "
+            "CIFAR-10) or set ood_sets: []"
+        )
+    if not section["enabled"]:
+        return
+    try:
+        if section["cifar10c_root"] is not None and section["corruptions"]:
+            check_cifar10c_root(section["cifar10c_root"], section["corruptions"])
+        for entry in section["ood_sets"]:
+            check_ood_set(entry["name"], entry["path"])
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"invalid config:\n  {err}") from None
 
 
 def load_config(path: str | os.PathLike) -> dict:
