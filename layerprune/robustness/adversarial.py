@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -37,13 +37,49 @@ from layerprune.robustness.attack_specs import ATTACKS, AttackSpec, _fb, attack_
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ATTACKS", "AttackSpec", "attack_norm", "run_attacks", "validate_attack_configs"]
+__all__ = ["ATTACKS", "Adversarials", "AttackSpec", "attack_norm", "run_attacks", "validate_attack_configs"]
 
 
 def _perturbation_norms(adv: torch.Tensor, x: torch.Tensor, norm: str) -> torch.Tensor:
     """Per-image norm ``(n,)`` of ``adv - x`` for images ``(n, C, H, W)``."""
     delta = (adv - x).flatten(1)
     return delta.abs().amax(dim=1) if norm == "linf" else delta.norm(p=2, dim=1)
+
+
+#: ``(attack, epsilon)`` -> the adversarial images ``(n, C, H, W)`` (on the CPU) of the attacked images.
+Adversarials = dict[tuple[str, float], torch.Tensor]
+
+
+@overload
+def run_attacks(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    attacks: Sequence[Mapping[str, Any]],
+    batch_size: int = ...,
+    device: str | torch.device = ...,
+    seed: int = ...,
+    return_adversarials: Literal[False] = ...,
+) -> pd.DataFrame: ...
+
+
+@overload
+def run_attacks(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    attacks: Sequence[Mapping[str, Any]],
+    batch_size: int = ...,
+    device: str | torch.device = ...,
+    seed: int = ...,
+    return_adversarials: Literal[True],
+) -> tuple[pd.DataFrame, Adversarials]: ...
 
 
 def run_attacks(
@@ -57,7 +93,8 @@ def run_attacks(
     batch_size: int = 128,
     device: str | torch.device = "cpu",
     seed: int = 0,
-) -> pd.DataFrame:
+    return_adversarials: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, Adversarials]:
     """Robust accuracy of ``model`` under each attack at each epsilon.
 
     Each attack is called once per batch with all its epsilons (foolbox evaluates every epsilon), and results are
@@ -76,10 +113,13 @@ def run_attacks(
         device: where the model and the attack run.
         seed: seeds torch's RNG (PGD random starts) inside a forked RNG state, so results are reproducible and the
             caller's RNG is left untouched.
+        return_adversarials: also return the adversarial images, to inspect or check them independently.
 
     Returns:
         Tidy DataFrame, one row per (attack, epsilon): ``attack, norm, epsilon, robust_accuracy, n,
-        max_perturbation`` (the largest norm of any returned perturbation at that epsilon; <= epsilon).
+        max_perturbation`` (the largest norm of any returned perturbation at that epsilon; <= epsilon). With
+        ``return_adversarials``, a pair of it and the adversarial images of the first ``n`` images per
+        ``(attack, epsilon)`` (foolbox's clipped adversarials; an image the attack failed on is its closest try).
 
     Raises:
         ValueError: missing/mis-sized normalisation, images outside [0, 1] or of the wrong shape, bad attack configs.
@@ -114,27 +154,37 @@ def run_attacks(
         model, bounds=(0, 1), device=device, preprocessing={"mean": mean_l, "std": std_l, "axis": -3}
     )
     rows: list[dict[str, Any]] = []
+    adversarials: Adversarials = {}
     fork_devices = [device] if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=fork_devices):
             torch.manual_seed(seed)
             for cfg in configs:
-                rows.extend(_run_one(fmodel, images, labels, cfg, batch_size, device))
+                rows.extend(_run_one(fmodel, images, labels, cfg, batch_size, device, adversarials))
     finally:
         model.train(was_training)
-    return pd.DataFrame(rows, columns=["attack", "norm", "epsilon", "robust_accuracy", "n", "max_perturbation"])
+    table = pd.DataFrame(rows, columns=["attack", "norm", "epsilon", "robust_accuracy", "n", "max_perturbation"])
+    return (table, adversarials) if return_adversarials else table
 
 
 def _run_one(
-    fmodel: Any, images: torch.Tensor, labels: torch.Tensor, cfg: dict[str, Any], batch_size: int, device: torch.device
+    fmodel: Any,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    cfg: dict[str, Any],
+    batch_size: int,
+    device: torch.device,
+    adversarials: Adversarials,
 ) -> list[dict[str, Any]]:
-    """Run one attack config over all batches; rows for each epsilon."""
+    """Run one attack config over all batches; rows for each epsilon. Adds its adversarial images to
+    ``adversarials``."""
     name, eps = cfg["name"], cfg["epsilons"]
     spec = ATTACKS[name]
     attack = spec.build(**cfg["params"])
     n = images.shape[0] if cfg["max_samples"] is None else min(cfg["max_samples"], images.shape[0])
     robust = np.zeros(len(eps), dtype=np.int64)
     max_pert = np.zeros(len(eps))
+    batches: list[list[torch.Tensor]] = [[] for _ in eps]
     # tolerance for float round-off in foolbox's projection (relative for L2 rescaling, absolute for clipping)
     for start in range(0, n, batch_size):
         x = images[start : min(start + batch_size, n)].to(device)
@@ -159,9 +209,11 @@ def _run_one(
                     f"its bound epsilon={e}; the clipped adversarials should respect the bound"
                 )
             max_pert[k] = max(max_pert[k], worst)
+            batches[k].append(adv.cpu())
         logger.info("attack %s: batch %d-%d done", name, start, start + x.shape[0])
     rows = []
     for k, e in enumerate(eps):
+        adversarials[(name, e)] = torch.cat(batches[k])
         acc = robust[k] / n
         logger.info("attack %s (%s) epsilon %.5g: robust accuracy %.4f (n=%d)", name, spec.norm, e, acc, n)
         rows.append(
