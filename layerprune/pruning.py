@@ -1,8 +1,12 @@
 """The pruning stage: score units with a criterion, select under a budget, remove them.
 
-The plan (units, scores, predicted MACs and params) is returned before surgery so the
-caller can save it first; the iterative CKA criterion rescores after every step and
-optionally fine-tunes in between with the same training loop as everything else.
+Planning and surgery are separate steps: :func:`plan_pruning` returns the plan (units,
+scores, predicted MACs and params) without touching the model, so the caller saves it
+first, and :func:`apply_plan` then removes the units. The iterative criteria (CKA with
+``iterative=True``, and greedy loss, which is SLEB's loop) rescore the smaller model after
+every step, so they remove as they go; their plan is the accumulated list of removals and
+is complete (and saved by the ``prune`` command) before the pruned model is. Iterative CKA
+optionally fine-tunes between steps with the same training loop as everything else.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -36,9 +41,41 @@ from layerprune.similarity.extract import Representations, extract_representatio
 from layerprune.surgery import remove_units
 from layerprune.train import TrainConfig, fit
 
-__all__ = ["PruneResult", "score_units", "prune_model", "scores_table"]
+__all__ = [
+    "ITERATIVE",
+    "PrunePlan",
+    "PruneResult",
+    "apply_plan",
+    "plan_pruning",
+    "prune_model",
+    "score_units",
+    "scores_table",
+]
 
 log = logging.getLogger(__name__)
+
+#: criteria that can rescore between removals (greedy_loss always does: it is SLEB's loop)
+ITERATIVE = frozenset({"cka", "greedy_loss"})
+
+
+@dataclass
+class PrunePlan:
+    """Outcome of :func:`plan_pruning`, before surgery.
+
+    Attributes:
+        plan: JSON-ready summary (``removed``, MACs and params before/after, and for the
+            iterative criteria ``steps``).
+        scores: one score per removable unit of the original model (for the iterative
+            criteria, the first step's).
+        pruned: the pruned model when the criterion had to remove units to plan (the
+            iterative ones), else None.
+        steps: per-step removals and scores of the iterative criteria.
+    """
+
+    plan: dict
+    scores: dict[str, float]
+    pruned: nn.Module | None = None
+    steps: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -119,7 +156,7 @@ def scores_table(units: Sequence[Unit], scores: Mapping[str, float], removed: Se
     return frame[["unit", "stage", "score", "rank", "removed"]]
 
 
-def prune_model(
+def plan_pruning(
     method: str,
     budget: Budget,
     model: nn.Module,
@@ -138,16 +175,22 @@ def prune_model(
     finetune_between: tuple[TrainConfig, Dataset] | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
-) -> PruneResult:
-    """Scores, selects and physically removes units.
+) -> PrunePlan:
+    """Scores the units and selects them under the budget, without touching ``model``.
+
+    One-shot criteria return the plan only (``pruned`` is None); save it, then call
+    :func:`apply_plan`. The iterative criteria (cka with ``iterative=True``, and
+    greedy_loss always) must remove units to rescore the smaller model, so they return the
+    accumulated plan together with the already pruned model in ``pruned``; the plan is
+    still complete before :func:`apply_plan` hands the model over to be saved.
 
     Args:
         method: criterion name (see :data:`layerprune.criteria.CRITERIA`).
         budget: how much to remove.
-        model: the (baseline) model; not modified.
+        model: the (baseline) model; not modified (it may be moved to ``device``).
         input_size: (C, H, W) of its inputs.
         min_units_per_stage: every stage keeps at least this many units.
-        representations: the extraction artifact (cka, consensus, block influence, angular, greedy loss).
+        representations: the extraction artifact (cka, consensus, block influence, angular).
         candidate_distances: tidy ``unit, metric, distance`` table (consensus).
         consensus_metrics: metrics the consensus votes over.
         segments: unit names per contiguous segment (sglp).
@@ -155,29 +198,36 @@ def prune_model(
         calibration_loader: labelled calibration batches (sglp's GradNorm; iterative rescoring).
         gradnorm_batches: batches used by GradNorm.
         iterative: (cka) remove ``units_per_step`` at a time and rescore in between.
-        units_per_step: units removed per iterative step.
-        finetune_between: (iterative) a config and training set to fine-tune with between steps.
+        units_per_step: units removed per iterative cka step.
+        finetune_between: (iterative cka) a config and training set to fine-tune with between steps.
         seed: seed of the random criterion.
         device: where scoring runs.
+
+    Raises:
+        ValueError: on an unknown criterion, a missing input the criterion needs, or a
+            budget the stage minimum cannot meet.
     """
     units = get_units(model, input_size)
     total_macs, _ = count_macs(model, input_size)
     total_params = count_params(model)
     candidates = [u.name for u in units if u.removable]
 
+    if iterative and method not in ITERATIVE:
+        raise ValueError(f"iterative pruning is implemented for {sorted(ITERATIVE)}, not {method!r}")
+    if iterative or method == "greedy_loss":
+        if method == "greedy_loss":
+            # SLEB removes one unit per step and does not fine-tune in between.
+            units_per_step, finetune_between = 1, None
+        return _prune_iteratively(
+            method, budget, model, input_size, units, total_macs, total_params,
+            min_units_per_stage=min_units_per_stage, calibration_loader=calibration_loader,
+            units_per_step=units_per_step, finetune_between=finetune_between, device=device,
+        )  # fmt: skip
+
     def first_batches() -> object:
         if calibration_loader is None:
             raise ValueError("GradNorm needs the calibration loader")
         return (batch for i, batch in zip(range(gradnorm_batches), calibration_loader))
-
-    if iterative:
-        if method != "cka":
-            raise ValueError(f"iterative pruning is implemented for the cka criterion, not {method!r}")
-        return _prune_iteratively(
-            budget, model, input_size, units, total_macs, total_params,
-            min_units_per_stage=min_units_per_stage, calibration_loader=calibration_loader,
-            units_per_step=units_per_step, finetune_between=finetune_between, device=device,
-        )  # fmt: skip
 
     scores = score_units(
         method, model, candidates, representations=representations,
@@ -193,12 +243,42 @@ def prune_model(
         )  # fmt: skip
     else:
         removed = select_units(units, scores, budget, total_macs, min_units_per_stage=min_units_per_stage)
-    plan = plan_summary(units, removed, total_macs, total_params)
-    pruned = remove_units(model.cpu(), removed)
-    return PruneResult(plan=plan, scores=scores, model=pruned)
+    return PrunePlan(plan=plan_summary(units, removed, total_macs, total_params), scores=scores)
+
+
+def apply_plan(model: nn.Module, planned: PrunePlan) -> nn.Module:
+    """The surgery step: the smaller model of ``planned`` (``model`` itself is not modified).
+
+    For a one-shot plan this removes ``planned.plan["removed"]`` from ``model``; an iterative
+    plan already carries its pruned (and possibly fine-tuned) model, which is returned.
+    """
+    if planned.pruned is not None:
+        return planned.pruned
+    return remove_units(model.cpu(), planned.plan["removed"])
+
+
+def prune_model(method: str, budget: Budget, model: nn.Module, input_size: Sequence[int], **kwargs: Any) -> PruneResult:
+    """Scores, selects and physically removes units: :func:`plan_pruning` then :func:`apply_plan`.
+
+    Takes the arguments of :func:`plan_pruning`. Callers that save the plan should call the
+    two steps themselves and write the plan in between (the ``prune`` command does).
+    """
+    planned = plan_pruning(method, budget, model, input_size, **kwargs)
+    return PruneResult(
+        plan=planned.plan, scores=planned.scores, model=apply_plan(model, planned), steps=planned.steps
+    )
+
+
+def _iterative_scores(method: str, reps: Representations) -> dict[str, float]:
+    """One rescoring step of an iterative criterion, from the current model's extraction."""
+    if method == "cka":
+        return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in reps.candidates})
+    losses = dict(zip(reps.candidates, reps.bypassed_loss.tolist()))
+    return greedy_loss_scores(losses, reps.intact_loss)
 
 
 def _prune_iteratively(
+    method: str,
     budget: Budget,
     model: nn.Module,
     input_size: Sequence[int],
@@ -211,10 +291,16 @@ def _prune_iteratively(
     units_per_step: int,
     finetune_between: tuple[TrainConfig, Dataset] | None,
     device: torch.device | str,
-) -> PruneResult:
-    """Pons et al.'s loop: score, remove the most similar units, (fine-tune), rescore."""
+) -> PrunePlan:
+    """Score, remove the best units, (fine-tune), rescore the smaller model, until the budget is met.
+
+    Pons et al.'s iterative CKA (``method="cka"``, 1 - CKA of the penultimate features) and
+    SLEB (``method="greedy_loss"``, the calibration loss increase of each bypass, one unit per
+    step). The returned scores are the first step's (one per removable unit of the original
+    model); every step's scores are in ``plan["steps"]``, under the original unit names.
+    """
     if calibration_loader is None:
-        raise ValueError("iterative cka needs the calibration loader")
+        raise ValueError(f"iterative {method} needs the calibration loader")
     current = model
     # Unit names renumber after each removal; keep the original name of every current unit.
     original = {u.name: u.name for u in units}
@@ -227,7 +313,7 @@ def _prune_iteratively(
         reps = extract_representations(
             current, calibration_loader, input_size=input_size, matrix=False, device=device, progress=False
         )
-        scores = cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in reps.candidates})
+        scores = _iterative_scores(method, reps)
         if first_scores is None:
             first_scores = {original[k]: v for k, v in scores.items()}
         remaining = budget.value - len(removed) if budget.kind == "blocks" else units_per_step
@@ -238,9 +324,7 @@ def _prune_iteratively(
                 current_units, scores, step_budget, current_macs, min_units_per_stage=min_units_per_stage
             )
         except ValueError as err:
-            raise ValueError(
-                f"iterative cka stopped after removing {removed}: {err}"
-            ) from None
+            raise ValueError(f"iterative {method} stopped after removing {removed}: {err}") from None
         steps.append({"step": len(steps) + 1, "removed": [original[c] for c in chosen],
                       "scores": {original[k]: v for k, v in scores.items()}})  # fmt: skip
         removed += [original[c] for c in chosen]
@@ -253,7 +337,7 @@ def _prune_iteratively(
                 fit(current, train_set, None, config, Path(workdir), progress=False, device=device)
     plan = plan_summary(units, removed, total_macs, total_params)
     plan["steps"] = steps
-    return PruneResult(plan=plan, scores=first_scores or {}, model=current.cpu(), steps=steps)
+    return PrunePlan(plan=plan, scores=first_scores or {}, pruned=current.cpu(), steps=steps)
 
 
 def _renumber(original: dict[str, str], chosen: Sequence[str], pruned: nn.Module) -> dict[str, str]:

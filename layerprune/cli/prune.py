@@ -12,10 +12,15 @@ from layerprune.criteria import CRITERIA
 from layerprune.data import build_dataset, calibration_loader
 from layerprune.io import read_json, write_csv, write_json
 from layerprune.models import get_units, load_checkpoint, save_checkpoint
-from layerprune.pruning import prune_model, scores_table
+from layerprune.pruning import apply_plan, plan_pruning, scores_table
 from layerprune.selection import Budget
 from layerprune.similarity.extract import Representations
 from layerprune.train import TrainConfig, select_device
+
+
+def _train_settings(section: dict) -> dict:
+    """The :class:`TrainConfig` keys of a config's ``finetune`` section (drops the workflow's ``enabled`` switch)."""
+    return {k: v for k, v in section.items() if k != "enabled"}
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -24,21 +29,22 @@ def _run(args: argparse.Namespace) -> None:
     budget = Budget.parse(args.budget)
     input_size = ckpt.preprocessing["input_size"]
     pruning = args.pruning
+    iterative = bool(pruning.get("iterative")) and args.method == "cka"
     reps = Representations.load(args.representations) if args.representations else None
     distances = pd.read_csv(args.candidates) if args.candidates else None
     segments = read_json(args.segments)["segment_units"] if args.segments else None
     loader = None
-    if args.method == "sglp" or pruning.get("iterative"):
+    if args.method in ("sglp", "greedy_loss") or iterative:
         loader = calibration_loader(
             args.data, size=args.calibration_size, batch_size=args.calibration_batch_size, seed=args.calibration_seed
         )
     finetune_between = None
-    if pruning.get("iterative") and pruning.get("finetune_epochs_between", 0) > 0:
+    if iterative and pruning.get("finetune_epochs_between", 0) > 0:
         config = TrainConfig.from_dict(
-            {**args.finetune, "epochs": pruning["finetune_epochs_between"], "seed": args.seed}
+            {**_train_settings(args.finetune), "epochs": pruning["finetune_epochs_between"], "seed": args.seed}
         )
         finetune_between = (config, build_dataset(args.data, "train", augment=args.data.get("augment", True)))
-    result = prune_model(
+    planned = plan_pruning(
         args.method,
         budget,
         ckpt.model,
@@ -51,19 +57,22 @@ def _run(args: argparse.Namespace) -> None:
         allocation=pruning.get("allocation", "proportional"),
         calibration_loader=loader,
         gradnorm_batches=pruning.get("gradnorm_batches", 4),
-        iterative=bool(pruning.get("iterative")) and args.method == "cka",
+        iterative=iterative,
         units_per_step=pruning.get("units_per_step", 1),
         finetune_between=finetune_between,
         seed=args.seed,
         device=select_device("auto"),
     )
-    plan = {"method": args.method, "budget": str(budget), "seed": args.seed, **result.plan}
-    write_json(args.plan, plan)  # the plan is on disk before any surgery output
+    plan = {"method": args.method, "budget": str(budget), "seed": args.seed, **planned.plan}
+    # The plan and scores are on disk before the surgery (one-shot criteria) or, for the iterative
+    # criteria that removed units while planning, before the pruned model is saved.
+    write_json(args.plan, plan)
     units = get_units(ckpt.model, input_size)
-    write_csv(args.scores, scores_table(units, result.scores, plan["removed"]))
+    write_csv(args.scores, scores_table(units, planned.scores, plan["removed"]))
+    pruned = apply_plan(ckpt.model, planned)
     meta = {**ckpt.meta, "stage": "pruned", "method": args.method, "budget": str(budget),
             "seed": args.seed, "removed": plan["removed"], "parent": str(args.model)}  # fmt: skip
-    save_checkpoint(args.out, result.model, preprocessing=ckpt.preprocessing, meta=meta)
+    save_checkpoint(args.out, pruned, preprocessing=ckpt.preprocessing, meta=meta)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,7 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", required=True, help="blocksN (remove N units) or macsP (remove >= P%% of MACs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pruning", type=json_arg, default={}, help="the config's pruning section")
-    p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section (iterative cka)")
+    p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section (fine-tuning between iterative cka steps)")
     add_data_args(p)
     p.add_argument("--representations", type=Path, default=None, help="output of `layerprune extract`")
     p.add_argument("--candidates", type=Path, default=None, help="candidate distances (consensus)")

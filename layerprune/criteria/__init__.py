@@ -20,7 +20,7 @@ CRITERIA: dict[str, str] = {
     "weight_norm": "L1 norm of the unit's parameters",
     "block_influence": "1 - cosine of the unit's input and output (ShortGPT)",
     "angular": "arccos of the input/output cosine over pi",
-    "greedy_loss": "calibration loss increase when the unit is bypassed (SLEB)",
+    "greedy_loss": "calibration loss increase when the unit is bypassed, one unit per step, rescored (SLEB)",
 }
 
 #: criteria that read the extraction artifact

@@ -101,7 +101,10 @@ def angular_scores(io_cosine: Mapping[str, float]) -> dict[str, float]:
 
 def greedy_loss_scores(bypassed_loss: Mapping[str, float], intact_loss: float) -> dict[str, float]:
     """Increase of the calibration cross-entropy when the unit is bypassed (SLEB, Song et al.,
-    2024, https://arxiv.org/abs/2402.09025, one greedy step)."""
+    2024, https://arxiv.org/abs/2402.09025).
+
+    This is one greedy step; :func:`layerprune.pruning.plan_pruning` repeats it as SLEB does
+    (remove the lowest-scored unit, rescore the smaller model, repeat)."""
     return {name: float(loss) - float(intact_loss) for name, loss in bypassed_loss.items()}
 
 

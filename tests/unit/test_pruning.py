@@ -7,6 +7,7 @@ predictions; SGLP spreads removals over segments; the scores table ranks and fla
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "criteria"))
@@ -24,12 +26,22 @@ from digits_resnet import (
     calibration,
     calibration_representations,
     load_trained,
+    trained_checkpoint,
 )
 
+from layerprune.cli import main as cli_main
 from layerprune.cli.segment import segment_units
+from layerprune.config import validate_config
 from layerprune.criteria import CRITERIA
 from layerprune.data import build_dataset
-from layerprune.models import bypass, count_macs, count_params, get_units, unit_names
+from layerprune.models import (
+    bypass,
+    count_macs,
+    count_params,
+    get_units,
+    load_checkpoint,
+    unit_names,
+)
 from layerprune.pruning import PruneResult, prune_model, scores_table
 from layerprune.segmentation import DEFAULT_THRESHOLD
 from layerprune.selection import Budget
@@ -190,7 +202,7 @@ def test_greedy_criteria_remove_their_best_allowed_units(model, results):
     """For global criteria under blocks2 the removed units are the two best-scored ones from different stages
     (the stage minimum of 2 lets each 3-unit stage lose only one)."""
     units = {u.name: u for u in get_units(model, INPUT_SIZE)}
-    for method in ("cka", "greedy_loss", "weight_norm"):
+    for method in ("cka", "weight_norm"):  # (greedy_loss rescores after each removal: see below)
         result = results[method, "blocks2"]
         chosen: list[str] = []
         for name in sorted(result.scores, key=result.scores.get):
@@ -258,6 +270,116 @@ def test_scores_table_of_ties_gives_distinct_ranks(model):
     assert table.set_index("unit").loc["layer3.2", "rank"] == 1
     assert sorted(table["rank"]) == list(range(1, len(scores) + 1))
     assert table["removed"].sum() == 1
-    assert isinstance(table, pd.DataFrame) and np.issubdtype(
-        table["rank"].dtype, np.integer
+    assert np.issubdtype(table["rank"].dtype, np.integer)
+    # rows in forward order; tied units ranked in that order after the one lower score
+    removable = [u for u in units if u.removable]
+    assert list(table["unit"]) == [u.name for u in removable]
+    assert list(table["stage"]) == [u.stage for u in removable]
+    assert table.set_index("unit")["score"].to_dict() == scores
+    tied = [u.name for u in removable if u.name != "layer3.2"]
+    assert table.set_index("unit").loc[tied, "rank"].tolist() == list(range(2, len(scores) + 1))
+    assert table.set_index("unit")["removed"].to_dict() == {u.name: u.name == "layer3.2" for u in removable}
+
+
+def _mean_loss(model: torch.nn.Module, loader: DataLoader) -> float:
+    """Mean calibration cross-entropy, computed directly (no extraction code)."""
+    total, n = 0.0, 0
+    with torch.no_grad():
+        for x, y in loader:
+            total += float(F.cross_entropy(model(x), y, reduction="sum"))
+            n += len(y)
+    return total / n
+
+
+def test_greedy_loss_removes_one_unit_per_step_and_rescores(model, reps, loader):
+    """SLEB's loop: remove the unit whose bypass raises the calibration loss least, then rescore the smaller
+    model. The expectation is computed here with bypasses of the baseline (the pruned model equals the baseline
+    with its removed units bypassed), not with the extraction the loop uses."""
+    model = model.eval()
+    result = _prune("greedy_loss", "blocks2", model, None, loader, None, min_units_per_stage=1)
+    intact = _mean_loss(model, loader)
+    step1 = {}
+    for name in reps.candidates:
+        with bypass(model, [name]):
+            step1[name] = _mean_loss(model, loader) - intact
+    first = min(step1, key=step1.get)
+    after_first = _mean_loss_bypassed(model, loader, [first])
+    step2 = {}
+    for name in reps.candidates:
+        if name != first:
+            with bypass(model, [first, name]):
+                step2[name] = _mean_loss(model, loader) - after_first
+    second = min(step2, key=step2.get)
+    # the choices are clear (not decided by round-off)
+    assert sorted(step1.values())[1] - step1[first] > 1e-4
+    assert sorted(step2.values())[1] - step2[second] > 1e-4
+
+    steps = result.plan["steps"]
+    assert [s["removed"] for s in steps] == [[first], [second]]
+    assert steps[0]["scores"] == pytest.approx(step1, rel=1e-4, abs=1e-6)
+    assert steps[1]["scores"] == pytest.approx(step2, rel=1e-4, abs=1e-6)
+    # scores.csv holds the first step's score of every removable unit of the original model
+    assert result.scores == pytest.approx(step1, rel=1e-4, abs=1e-6)
+    assert sorted(result.plan["removed"]) == sorted([first, second])
+    assert sum(result.model.blocks_per_stage) == len(reps.units) - 2
+
+
+def _mean_loss_bypassed(model: torch.nn.Module, loader: DataLoader, names: list[str]) -> float:
+    with bypass(model, names):
+        return _mean_loss(model, loader)
+
+
+def _prune_command(tmp_path: Path, baseline: Path, method: str, *extra: str) -> tuple[list[str], dict[str, Path]]:
+    out = {"scores": tmp_path / "scores.csv", "plan": tmp_path / "plan.json", "out": tmp_path / "model.pt"}
+    argv = [
+        "prune", "--model", str(baseline), "--method", method, "--budget", "blocks2", "--data", json.dumps(DATA),
+        *extra, *(arg for key, path in out.items() for arg in (f"--{key}", str(path))),
+    ]  # fmt: skip
+    return argv, out
+
+
+def test_iterative_cka_fine_tunes_between_steps_through_the_command(tmp_path, tmp_path_factory, held_out):
+    """The prune command with the config's whole finetune section (including ``enabled``, which is no training
+    setting) and finetune_epochs_between: 1, on a small calibration subset of the digits."""
+    baseline = trained_checkpoint(tmp_path_factory)
+    config = validate_config(
+        {"experiment": "x", "pruning": {"iterative": True, "finetune_epochs_between": 1, "min_units_per_stage": 1}}
     )
+    assert config["finetune"]["enabled"] is True
+    argv, out = _prune_command(
+        tmp_path, baseline, "cka",
+        "--pruning", json.dumps(config["pruning"]), "--finetune", json.dumps(config["finetune"]),
+        "--calibration-size", "64", "--calibration-batch-size", "32",
+    )  # fmt: skip
+    assert cli_main(argv) == 0
+    plan = json.loads(out["plan"].read_text())
+    assert [s["step"] for s in plan["steps"]] == [1, 2]
+    assert plan["n_removed"] == 2 and sorted(r for s in plan["steps"] for r in s["removed"]) == sorted(plan["removed"])
+    pruned = load_checkpoint(out["out"])
+    assert pruned.meta["removed"] == plan["removed"]
+    assert list(pruned.model.blocks_per_stage) == plan["blocks_per_stage_after"]
+    scores = pd.read_csv(out["scores"])
+    assert len(scores) == 7 and set(scores.loc[scores["removed"], "unit"]) == set(plan["removed"])
+    # the weights were trained in between: the pruned model no longer equals the bypassed baseline
+    model = load_checkpoint(baseline).model.eval()
+    with torch.no_grad():
+        with bypass(model, plan["removed"]):
+            bypassed = model(held_out)
+        got = pruned.model.eval()(held_out)
+    assert not torch.allclose(got, bypassed, atol=1e-3)
+
+
+def test_the_plan_is_on_disk_when_surgery_fails(tmp_path, tmp_path_factory, monkeypatch, capsys):
+    import layerprune.pruning
+
+    def failing_surgery(model, names):
+        raise RuntimeError(f"surgery failed on {names}")
+
+    monkeypatch.setattr(layerprune.pruning, "remove_units", failing_surgery)
+    argv, out = _prune_command(tmp_path, trained_checkpoint(tmp_path_factory), "weight_norm")
+    assert cli_main(argv) == 2
+    assert "surgery failed" in capsys.readouterr().err
+    plan = json.loads(out["plan"].read_text())
+    assert plan["method"] == "weight_norm" and plan["n_removed"] == 2
+    assert set(pd.read_csv(out["scores"]).query("removed")["unit"]) == set(plan["removed"])
+    assert not out["out"].exists()
