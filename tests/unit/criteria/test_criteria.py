@@ -252,3 +252,26 @@ def test_weight_norm_is_the_l1_norm_of_the_units_parameters(trained, representat
     block = trained.model.layer2[1]
     expected = sum(float(p.detach().abs().sum()) for p in block.parameters())
     assert scores["layer2.1"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_gradnorm_is_the_l2_norm_of_the_mean_loss_gradient_over_the_units_parameters(
+    trained, representations, calibration_batches
+):
+    """SGLP's GradNorm against torch.autograd.grad on the same two batches: the gradient of the mean
+    cross-entropy (BatchNorm on running statistics) with respect to the unit's parameters, one L2 norm over all
+    of them."""
+    scores = _score("sglp", trained, representations, None, calibration_batches)
+    model = trained.model.eval()
+    batches = list(islice(calibration_batches, 2))
+    n = sum(len(y) for _, y in batches)
+    loss = sum(F.cross_entropy(model(x), y, reduction="sum") for x, y in batches) / n
+    units = {"layer1.1": model.layer1[1], "layer2.2": model.layer2[2], "layer3.1": model.layer3[1]}
+    grads = torch.autograd.grad(loss, [p for block in units.values() for p in block.parameters()])
+    start = 0
+    for name, block in units.items():
+        count = len(list(block.parameters()))
+        expected = float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads[start : start + count])))
+        start += count
+        assert expected > 0
+        assert scores[name] == pytest.approx(expected, rel=1e-4), name
+    model.zero_grad(set_to_none=True)
