@@ -1,5 +1,5 @@
 """``layerprune corrupt`` and ``layerprune robustness``: corrupted test sets (made once) and
-adversarial + corruption robustness of one checkpoint."""
+adversarial, corruption and natural-shift robustness of one checkpoint."""
 
 from __future__ import annotations
 
@@ -12,14 +12,17 @@ import torch
 from layerprune.cli._common import add_data_args, add_threads_arg, json_arg, set_threads
 from layerprune.io import write_csv
 from layerprune.models import load_checkpoint
-from layerprune.robustness import run_attacks, save_corruption_grid, validate_attack_configs
+from layerprune.robustness import run_attacks, validate_attack_configs
 from layerprune.robustness.corrupted_set import (
     CorruptedSet,
     evaluate_corrupted_set,
+    first_test_images,
     load_cifar10c,
     make_corrupted_set,
+    save_corrupted_set_grid,
     test_images,
 )
+from layerprune.robustness.natural_shift import evaluate_ood_sets
 from layerprune.train import select_device
 
 ADVERSARIAL_COLUMNS = ["attack", "norm", "epsilon", "robust_accuracy", "n", "max_perturbation"]
@@ -28,12 +31,14 @@ CORRUPTION_COLUMNS = ["corruption", "group", "severity", "accuracy", "n"]
 
 def _corrupt(args: argparse.Namespace) -> None:
     if args.cifar10c_root:
-        data = load_cifar10c(args.cifar10c_root, args.corruptions, args.severities, args.size)
+        # CIFAR-10-C stacks the test images in file order and does not hold the clean ones
+        images, labels = first_test_images(args.data, args.size)
+        data = load_cifar10c(args.cifar10c_root, args.corruptions, args.severities, images, labels)
     else:
         images, labels = test_images(args.data, args.size, args.seed)
         data = make_corrupted_set(images, labels, args.corruptions, args.severities, args.seed)
-        if args.grid:
-            save_corruption_grid(images[:3], args.grid, args.corruptions, args.severities, args.seed)
+    if args.grid:
+        save_corrupted_set_grid(data, args.grid)
     data.save(args.out)
 
 
@@ -61,6 +66,14 @@ def _robustness(args: argparse.Namespace) -> None:
     else:
         corruptions = pd.DataFrame(columns=CORRUPTION_COLUMNS)
     write_csv(args.corruptions, corruptions)
+    if args.ood:
+        if not args.ood_sets:
+            raise SystemExit("--ood needs --ood-sets (the config's robustness.ood_sets)")
+        ood = evaluate_ood_sets(
+            ckpt.model, args.ood_sets, mean=mean, std=std, input_size=ckpt.preprocessing.get("input_size"),
+            batch_size=args.batch_size, device=device,
+        )  # fmt: skip
+        write_csv(args.ood, ood)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,5 +98,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--corrupted", type=Path, default=None, help="output of `layerprune corrupt`")
     p.add_argument("--adversarial", type=Path, required=True, help="tidy adversarial CSV to write")
     p.add_argument("--corruptions", type=Path, required=True, help="tidy corruption CSV to write")
+    p.add_argument(
+        "--ood-sets", type=json_arg, default=[],
+        help="the config's robustness.ood_sets (JSON): [{name: cifar10.1|cifar10.2, path: folder}]",
+    )  # fmt: skip
+    p.add_argument("--ood", type=Path, default=None, help="tidy natural-shift CSV to write (dataset, accuracy, n)")
     add_threads_arg(p)
     p.set_defaults(func=_robustness)

@@ -8,6 +8,7 @@ inference. Users with the real CIFAR-10-C files load those instead.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +20,20 @@ import torch
 from layerprune.data import build_dataset, seeded_subset
 from layerprune.io import atomic_path
 from layerprune.robustness._common import check_normalisation
-from layerprune.robustness.corruptions import CORRUPTIONS, _accuracy, corrupt_dataset
+from layerprune.robustness.corruptions import CORRUPTIONS, _accuracy, corrupt_dataset, draw_corruption_grid
+from layerprune.robustness.published import read_cifar10c
 
-__all__ = ["CorruptedSet", "evaluate_corrupted_set", "load_cifar10c", "make_corrupted_set", "test_images"]
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "CorruptedSet",
+    "evaluate_corrupted_set",
+    "first_test_images",
+    "load_cifar10c",
+    "make_corrupted_set",
+    "save_corrupted_set_grid",
+    "test_images",
+]
 
 
 @dataclass
@@ -55,10 +67,8 @@ class CorruptedSet:
             return cls(z["clean"], z["labels"], keys, z["corrupted"])
 
 
-def test_images(data_cfg: dict, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded subset of the test split as uint8 (N, H, W, C) images and int labels."""
-    dataset = seeded_subset(build_dataset(data_cfg, "test", augment=False, normalize=False), size, seed)
-    images, labels = zip(*(dataset[i] for i in range(len(dataset))))
+def _as_uint8(dataset: torch.utils.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = zip(*(dataset[i] for i in range(len(dataset))))  # type: ignore[arg-type]
     batch = torch.stack(images)  # (N, C, H, W) in [0, 1]
     return (
         (batch * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy(),
@@ -66,9 +76,32 @@ def test_images(data_cfg: dict, size: int, seed: int) -> tuple[np.ndarray, np.nd
     )
 
 
+def test_images(data_cfg: dict, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded subset of the test split as uint8 (N, H, W, C) images and int labels."""
+    return _as_uint8(seeded_subset(build_dataset(data_cfg, "test", augment=False, normalize=False), size, seed))
+
+
+def first_test_images(data_cfg: dict, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``size`` images of the test split, in file order, as uint8 (N, H, W, C) images and int labels.
+
+    CIFAR-10-C stacks the corrupted test images in this order, so these are their clean versions.
+    """
+    dataset = build_dataset(data_cfg, "test", augment=False, normalize=False)
+    return _as_uint8(torch.utils.data.Subset(dataset, range(min(size, len(dataset)))))  # type: ignore[arg-type]
+
+
 def make_corrupted_set(
     images: np.ndarray, labels: np.ndarray, corruptions: Sequence[str], severities: Sequence[int], seed: int
 ) -> CorruptedSet:
+    """Corrupt uint8 ``images`` (N, H, W, C) with every (corruption, severity), seeded per image."""
+    if images.shape[1:3] != (32, 32):
+        logger.warning(
+            "corrupting %dx%d images with the CIFAR-10-C severity parameters, which are set for 32x32 images "
+            "(most are in pixels: blur radii, noise grain, fog and frost scale); severities are not comparable "
+            "to the published CIFAR-10-C",
+            images.shape[1],
+            images.shape[2],
+        )
     keys = [(name, int(s)) for name in corruptions for s in severities]
     stack = np.empty((len(keys), *images.shape), dtype=np.uint8)
     for k, (name, severity) in enumerate(keys):
@@ -76,30 +109,53 @@ def make_corrupted_set(
     return CorruptedSet(images, labels, keys, stack)
 
 
-def load_cifar10c(root: str | Path, corruptions: Sequence[str], severities: Sequence[int], size: int) -> CorruptedSet:
-    """The real CIFAR-10-C (``<corruption>.npy``: 5 x 10,000 images by severity; ``labels.npy``).
+def load_cifar10c(
+    root: str | Path,
+    corruptions: Sequence[str],
+    severities: Sequence[int],
+    clean_images: np.ndarray,
+    clean_labels: np.ndarray,
+) -> CorruptedSet:
+    """The real CIFAR-10-C (see :mod:`layerprune.robustness.published` for the layout) for the given clean images.
 
-    Takes the first ``size`` images of each severity block.
+    Takes, for each (corruption, severity), the corrupted copies of the first ``len(clean_images)`` test images.
+
+    Args:
+        root: folder holding ``labels.npy`` and ``<corruption>.npy``.
+        corruptions, severities: the blocks to load.
+        clean_images: uint8 ``(N, 32, 32, 3)``, the first N images of the clean test set in file order
+            (:func:`first_test_images`; the CIFAR-10-C files do not contain them).
+        clean_labels: their labels ``(N,)``.
+
+    Raises:
+        FileNotFoundError: a missing file.
+        ValueError: files not in the published layout, or clean images that do not match them (another test set,
+            another order or another image size).
     """
-    root = Path(root)
-    labels_path = root / "labels.npy"
-    if not labels_path.is_file():
-        raise FileNotFoundError(
-            f"{labels_path} not found; robustness.cifar10c_root must hold the CIFAR-10-C .npy files"
+    labels, keys, corrupted = read_cifar10c(root, corruptions, severities, len(clean_images))
+    clean_labels = np.asarray(clean_labels, dtype=np.int64)
+    if corrupted.shape[2:] != clean_images.shape[1:]:
+        raise ValueError(
+            f"CIFAR-10-C images in {root} are {corrupted.shape[2:]} but the configured test images are "
+            f"{clean_images.shape[1:]}; use the data set the corruptions were made from at its native size"
         )
-    labels = np.load(labels_path)[:size].astype(np.int64)
-    keys, blocks = [], []
-    for name in corruptions:
-        path = root / f"{name}.npy"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} not found in robustness.cifar10c_root")
-        data = np.load(path, mmap_mode="r")
-        per = len(data) // 5
-        for severity in severities:
-            keys.append((name, int(severity)))
-            blocks.append(np.asarray(data[(severity - 1) * per : (severity - 1) * per + size]))
-    clean = np.zeros_like(blocks[0]) if blocks else np.zeros((0,), np.uint8)
-    return CorruptedSet(clean, labels, keys, np.stack(blocks))
+    if not np.array_equal(labels, clean_labels):
+        wrong = int((labels != clean_labels).sum())
+        raise ValueError(
+            f"{wrong} of the first {len(labels)} labels in {Path(root) / 'labels.npy'} differ from the configured test "
+            "set's; CIFAR-10-C follows the CIFAR-10 test set in its published order (data.name: cifar10, or "
+            "cifar100 for CIFAR-100-C)"
+        )
+    return CorruptedSet(clean_images, clean_labels, keys, corrupted)
+
+
+def save_corrupted_set_grid(data: CorruptedSet, path: str | Path, n_images: int = 3) -> None:
+    """PNG grid of the first ``n_images`` clean images and their stored corrupted copies (generated or loaded)."""
+    severities = list(dict.fromkeys(s for _, s in data.keys))
+    index = {key: k for k, key in enumerate(data.keys)}
+    names = list(dict.fromkeys(name for name, _ in data.keys))
+    rows = {name: [data.corrupted[index[(name, s)], :n_images] for s in severities] for name in names}
+    draw_corruption_grid(data.clean[:n_images], rows, severities, path)
 
 
 def evaluate_corrupted_set(

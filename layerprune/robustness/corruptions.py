@@ -53,6 +53,7 @@ __all__ = [
     "corrupt",
     "corrupt_dataset",
     "corruption_summary",
+    "draw_corruption_grid",
     "evaluate_corruptions",
     "save_corruption_grid",
 ]
@@ -716,20 +717,45 @@ def save_corruption_grid(
         seed: base seed, as for ``corrupt_dataset``.
     """
     _check_images(images, 4, "images")
+    names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
+    for name in names:
+        for severity in severities:
+            _check_name_severity(name, severity)
+    rows = {name: [corrupt_dataset(images, name, s, seed) for s in severities] for name in names}
+    draw_corruption_grid(images, rows, severities, path)
+
+
+def draw_corruption_grid(
+    clean: np.ndarray,
+    rows: dict[str, Sequence[np.ndarray]],
+    severities: Sequence[int],
+    path: str | os.PathLike[str],
+) -> None:
+    """Save a PNG grid of given corrupted copies: one row per corruption, per image the clean one then each severity.
+
+    Args:
+        clean: uint8 ``(N, H, W, C)``, a few clean images.
+        rows: corruption name -> one uint8 ``(N, H, W, C)`` batch per severity, the copies of ``clean``.
+        severities: the severities of each row's batches, in order (column titles).
+        path: output PNG; written atomically.
+    """
+    _check_images(clean, 4, "clean")
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
+    names = list(rows)
+    if not names:
+        raise ValueError("no corruption to draw; pass at least one row")
     for name in names:
-        for severity in severities:
-            _check_name_severity(name, severity)
-    n_img, n_cols = len(images), len(images) * (len(severities) + 1)
+        if len(rows[name]) != len(severities):
+            raise ValueError(f"row {name!r} has {len(rows[name])} batches for {len(severities)} severities")
+    n_img, n_cols = len(clean), len(clean) * (len(severities) + 1)
     fig, axes = plt.subplots(len(names), n_cols, figsize=(0.9 * n_cols + 1.2, 0.9 * len(names) + 0.4), squeeze=False)
-    gray = images.shape[-1] == 1
+    gray = clean.shape[-1] == 1
     for r, name in enumerate(names):
-        shown = [images] + [corrupt_dataset(images, name, s, seed) for s in severities]
+        shown = [clean, *rows[name]]
         for i in range(n_img):
             for k, batch in enumerate(shown):
                 ax = axes[r, i * (len(severities) + 1) + k]

@@ -1,5 +1,7 @@
-# Robustness: foolbox attacks and CIFAR-10-C corruptions. The corrupted test set is made
-# once per experiment; every compared model (baseline, fine-tuned) is then evaluated on it.
+# Robustness: foolbox attacks, CIFAR-10-C corruptions and, when robustness.ood_sets lists them,
+# the natural-shift test sets CIFAR-10.1/10.2. The corrupted test set is made (or, with
+# cifar10c_root, loaded) once per experiment; every compared model (baseline, fine-tuned) is
+# then evaluated on it.
 
 
 rule robustness_corrupt_data:
@@ -40,6 +42,12 @@ rule robustness_eval:
     output:
         adversarial="results/{experiment}/robustness/{model}/adversarial.csv",
         corruptions="results/{experiment}/robustness/{model}/corruptions.csv",
+        # only when natural-shift sets are configured, so the default outputs stay the same
+        **(
+            {"ood": "results/{experiment}/robustness/{model}/ood.csv"}
+            if config["robustness"]["ood_sets"]
+            else {}
+        ),
     params:
         data=as_json("data"),
         attacks=json.dumps(config["robustness"]["attacks"]),
@@ -47,6 +55,8 @@ rule robustness_eval:
         seed=lookup(dpath="robustness/seed", within=config),
         batch_size=lookup(dpath="robustness/batch_size", within=config),
         corrupted=lambda wildcards, input: f"--corrupted {input.corrupted}" if input.corrupted else "",
+        ood_sets=json.dumps(config["robustness"]["ood_sets"]),
+        ood=lambda wildcards, output: f"--ood {output.ood}" if "ood" in output.keys() else "",
     threads: fanout_threads()
     resources:
         mem_mb=8000,
@@ -60,4 +70,4 @@ rule robustness_eval:
         "layerprune robustness --model {input.model} --data {params.data:q} --attacks {params.attacks:q}"
         " --size {params.size} --seed {params.seed} --batch-size {params.batch_size}"
         " {params.corrupted} --adversarial {output.adversarial} --corruptions {output.corruptions}"
-        " --threads {threads} > {log} 2>&1"
+        " --ood-sets {params.ood_sets:q} {params.ood} --threads {threads} > {log} 2>&1"
