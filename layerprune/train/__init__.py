@@ -10,14 +10,33 @@ Typical use::
 from __future__ import annotations
 
 from layerprune.train.config import AMP_MODES, SCHEDULES, TrainConfig
-from layerprune.train.device import autocast, resolve_amp, seed_everything, select_device, use_channels_last
+from layerprune.train.device import (
+    MAX_AUTO_WORKERS,
+    autocast,
+    resolve_amp,
+    resolve_num_workers,
+    seed_everything,
+    select_device,
+    use_channels_last,
+)
 from layerprune.train.latency import measure_latency
-from layerprune.train.loop import LOG_COLUMNS, STATE_FILE, FitResult, evaluate, fit, library_versions
+from layerprune.train.loop import (
+    LOG_COLUMNS,
+    RESUME_MAY_DIFFER,
+    STATE_FILE,
+    FitResult,
+    evaluate,
+    fit,
+    library_versions,
+    weights_sha256,
+)
 from layerprune.train.schedule import build_scheduler, lr_at_step
 
 __all__ = [
     "AMP_MODES",
     "LOG_COLUMNS",
+    "MAX_AUTO_WORKERS",
+    "RESUME_MAY_DIFFER",
     "SCHEDULES",
     "STATE_FILE",
     "FitResult",
@@ -30,7 +49,9 @@ __all__ = [
     "lr_at_step",
     "measure_latency",
     "resolve_amp",
+    "resolve_num_workers",
     "seed_everything",
     "select_device",
     "use_channels_last",
+    "weights_sha256",
 ]

@@ -38,7 +38,10 @@ class TrainConfig:
             ``"off"``, ``"bf16"`` or ``"fp16"``.
         channels_last: ``"auto"`` (on for models with 2-D convolutions, on CUDA and CPU), ``True`` or ``False``.
         compile: Wrap the model with ``torch.compile`` for training (the caller's model is still updated in place).
-        num_workers: DataLoader worker processes; 0 loads in the main process.
+        num_workers: DataLoader worker processes: ``"auto"`` (on CUDA, the process's torch threads minus one, in
+            [1, 8]; on the CPU 0, because workers would only take cores from the intra-op threads; see
+            :func:`layerprune.train.resolve_num_workers`), or an integer (0 loads in the main process). The worker
+            count changes the random augmentation stream, so a resumed run must use the same resolved count.
         eval_batch_size: Batch size of the per-epoch test evaluation.
         max_steps_per_epoch: Cap on optimisation steps per epoch (``None``: the whole training set); for quick tests.
     """
@@ -58,7 +61,7 @@ class TrainConfig:
     amp: str = "auto"
     channels_last: str | bool = "auto"
     compile: bool = False
-    num_workers: int = 0
+    num_workers: int | str = "auto"
     eval_batch_size: int = 256
     max_steps_per_epoch: int | None = None
 
@@ -108,8 +111,12 @@ class TrainConfig:
             raise ValueError(
                 f"train config channels_last={self.channels_last!r} is invalid; expected 'auto', true or false"
             )
-        if not isinstance(self.num_workers, int) or self.num_workers < 0:
-            raise ValueError(f"train config num_workers={self.num_workers!r} is invalid; expected an integer >= 0")
+        if self.num_workers != "auto" and (
+            not isinstance(self.num_workers, int) or isinstance(self.num_workers, bool) or self.num_workers < 0
+        ):
+            raise ValueError(
+                f"train config num_workers={self.num_workers!r} is invalid; expected 'auto' or an integer >= 0"
+            )
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"train config seed={self.seed!r} is invalid; expected an integer >= 0")
 

@@ -11,9 +11,20 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["autocast", "resolve_amp", "seed_everything", "select_device", "use_channels_last"]
+__all__ = [
+    "MAX_AUTO_WORKERS",
+    "autocast",
+    "resolve_amp",
+    "resolve_num_workers",
+    "seed_everything",
+    "select_device",
+    "use_channels_last",
+]
 
 logger = logging.getLogger(__name__)
+
+# More loader processes than this rarely help one GPU (CIFAR/ImageNet augmentations) and each costs memory.
+MAX_AUTO_WORKERS = 8
 
 
 def select_device(pref: str | torch.device | None = "auto") -> torch.device:
@@ -60,6 +71,33 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     raise ValueError(f"amp={amp!r} is unknown; expected 'auto', 'off', 'bf16' or 'fp16'")
+
+
+def resolve_num_workers(setting: int | str, device: torch.device, threads: int | None = None) -> int:
+    """Turn the config's ``num_workers`` into a DataLoader worker count.
+
+    Args:
+        setting: ``"auto"`` or an explicit count (returned unchanged).
+        device: Device the model trains on.
+        threads: CPU threads the job may use (the workflow rule's ``threads``, which the CLI's ``--threads`` hands
+            to ``torch.set_num_threads``); ``None`` reads ``torch.get_num_threads()``.
+
+    Returns:
+        For ``"auto"``: on CUDA ``threads - 1`` (one core stays with the main process, which feeds the GPU),
+        clipped to ``[1, MAX_AUTO_WORKERS]``; on the CPU 0, because there the main process computes on all the
+        job's threads and worker processes would only take cores from it.
+
+    Raises:
+        ValueError: If ``setting`` is neither ``"auto"`` nor an integer >= 0.
+    """
+    if setting == "auto":
+        if device.type != "cuda":
+            return 0
+        n = torch.get_num_threads() if threads is None else threads
+        return max(1, min(n - 1, MAX_AUTO_WORKERS))
+    if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
+        raise ValueError(f"num_workers={setting!r} is invalid; expected 'auto' or an integer >= 0")
+    return setting
 
 
 @contextlib.contextmanager

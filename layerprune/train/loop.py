@@ -7,12 +7,20 @@ exactly where an uninterrupted run ends. This holds because (1) the train shuffl
 atomically with the model, optimiser, scheduler and GradScaler states plus all RNG states, and (3) resuming
 restores all of them before the next epoch. On CUDA, cuDNN autotuning and atomics make runs close but not bitwise
 equal.
+
+A state file is only resumed by the run that wrote it: ``last.pt`` stores a fingerprint (sha256) of the training
+settings (except :data:`RESUME_MAY_DIFFER`, and with ``num_workers`` resolved), the model's spec, a hash of the initial
+weights (for fine-tuning: the pruned model) and the caller's ``run_inputs`` (the data config, the parent checkpoint).
+A state with another fingerprint belongs to another run: it is logged, deleted and training starts from scratch,
+because the workflow reruns a job after any of these changed and expects fresh weights, not the old finished ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import json
 import logging
 import math
 import platform
@@ -33,20 +41,46 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from layerprune.train.config import TrainConfig
-from layerprune.train.device import autocast, resolve_amp, seed_everything, select_device, use_channels_last
+from layerprune.train.device import (
+    autocast,
+    resolve_amp,
+    resolve_num_workers,
+    seed_everything,
+    select_device,
+    use_channels_last,
+)
 from layerprune.train.schedule import build_scheduler
-from layerprune.train.state import atomic_torch_save, atomic_write_text, get_rng_state, load_state, set_rng_state
+from layerprune.train.state import (
+    atomic_torch_save,
+    atomic_write_text,
+    get_rng_state,
+    load_state,
+    set_rng_state,
+)
 
-__all__ = ["LOG_COLUMNS", "STATE_FILE", "FitResult", "evaluate", "fit", "library_versions"]
+__all__ = [
+    "LOG_COLUMNS",
+    "RESUME_MAY_DIFFER",
+    "STATE_FILE",
+    "FitResult",
+    "evaluate",
+    "fit",
+    "library_versions",
+    "weights_sha256",
+]
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "last.pt"
 LOG_COLUMNS = ("epoch", "lr", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
-# Config keys that may change between an interrupted run and its resumption: they do not change the optimisation
-# trajectory (eval batch size) or only the random augmentation stream of worker processes (num_workers, which the
-# workflow sets from a rule's threads). Every other difference is refused.
-RESUME_MAY_DIFFER = ("eval_batch_size", "num_workers")
+# Config keys that may change between an interrupted run and its resumption because they do not change the
+# optimisation trajectory. Every other key is part of the run's fingerprint. num_workers is not here: 0 and >0
+# workers (or 2 and 4) draw the augmentation from different random streams, so the resolved count is fingerprinted.
+RESUME_MAY_DIFFER = ("eval_batch_size",)
+# Progress lines in non-terminal logs (tqdm is off there): one whenever PROGRESS_SECONDS passed since the last line,
+# and one at every tenth of an epoch if at least PROGRESS_MIN_SECONDS passed, so short epochs add no lines.
+PROGRESS_SECONDS = 30.0
+PROGRESS_MIN_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +100,10 @@ class FitResult:
         resumed_from_epoch: Epochs already done when this call started (0 for a fresh run).
         versions: Versions of python, torch, torchvision and numpy.
         history: One dict per epoch with the :data:`LOG_COLUMNS`.
+        train_samples: Training samples processed over all epochs (including those before a resume).
+        usage_before: The ``usage`` counters that earlier, interrupted processes of this run stored in ``last.pt``
+            (empty for a fresh run); add them to this process's counters for the whole run's total.
+        fingerprint: sha256 identifying the run (see the module docstring).
     """
 
     top1: float
@@ -80,10 +118,22 @@ class FitResult:
     resumed_from_epoch: int
     versions: dict[str, str]
     history: list[dict[str, float]]
+    train_samples: int
+    usage_before: dict[str, float]
+    fingerprint: str
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-python form for JSON/YAML metric files."""
         return dataclasses.asdict(self)
+
+    def coverage(self) -> dict[str, int]:
+        """What the run covers, as extra columns of its emissions row.
+
+        ``n_samples``: training samples actually processed over all epochs (``max_steps_per_epoch`` and a dropped
+        last batch included); ``epochs``: epochs of the whole run; ``resumed_from_epoch``: epochs an earlier process
+        had finished (their energy is carried over through :attr:`usage_before`).
+        """
+        return {"n_samples": self.train_samples, "epochs": self.epochs, "resumed_from_epoch": self.resumed_from_epoch}
 
 
 def library_versions() -> dict[str, str]:
@@ -110,7 +160,9 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0] % 2**63)
 
 
-def _train_loader(dataset: Dataset, config: TrainConfig, epoch: int, device: torch.device) -> DataLoader:
+def _train_loader(
+    dataset: Dataset, config: TrainConfig, epoch: int, device: torch.device, num_workers: int
+) -> DataLoader:
     n = len(dataset)  # type: ignore[arg-type]
     generator = torch.Generator()
     generator.manual_seed(_epoch_seed(config.seed, epoch))
@@ -119,11 +171,11 @@ def _train_loader(dataset: Dataset, config: TrainConfig, epoch: int, device: tor
         batch_size=config.batch_size,
         shuffle=True,
         generator=generator,
-        num_workers=config.num_workers,
+        num_workers=num_workers,
         pin_memory=device.type == "cuda",
         # A final batch of one sample breaks BatchNorm in train mode; drop it only in that case.
         drop_last=n > config.batch_size and n % config.batch_size == 1,
-        worker_init_fn=_seed_worker if config.num_workers > 0 else None,
+        worker_init_fn=_seed_worker if num_workers > 0 else None,
         # A fresh loader per epoch (no persistent workers), so worker RNGs depend only on (seed, epoch): resumable.
         persistent_workers=False,
     )
@@ -189,19 +241,61 @@ def evaluate(
     return {"top1": correct.item() / n_total, "loss": loss_sum.item() / n_total, "n": n_total}
 
 
-def _check_resumable(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
-    current = config.to_dict()
-    stored = saved.get("config", {})
-    differ = sorted(k for k in set(current) | set(stored) if current.get(k) != stored.get(k))
-    refused = [k for k in differ if k not in RESUME_MAY_DIFFER]
-    if refused:
-        details = ", ".join(f"{k}: checkpoint {stored.get(k)!r} vs now {current.get(k)!r}" for k in refused)
-        raise ValueError(
-            f"training checkpoint {str(path)!r} was written with a different config ({details}); resuming would "
-            "mix two runs. Restore the original settings, use another workdir, or delete the file to start over"
+def weights_sha256(model: nn.Module) -> str:
+    """sha256 over a model's state dict (names, dtypes, shapes and bytes of every parameter and buffer)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _sha256_json(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _run_identity(
+    model: nn.Module, config: TrainConfig, num_workers: int, run_inputs: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What makes a run this run; its digest is the fingerprint stored in ``last.pt``."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in RESUME_MAY_DIFFER}
+    settings["num_workers"] = num_workers  # the resolved count: "auto" differs between CPU and CUDA
+    spec_fn = getattr(model, "spec", None)  # layerprune models describe their architecture as plain data
+    spec = spec_fn() if callable(spec_fn) else None
+    return {
+        "settings": settings,
+        "inputs": _sha256_json(run_inputs or {}),
+        "model_spec": _sha256_json(spec),
+        "initial_weights": weights_sha256(model),
+    }
+
+
+def _identity_changes(saved: dict[str, Any], identity: dict[str, Any]) -> str:
+    """Human-readable reason why a saved state belongs to another run."""
+    old = saved.get("identity")
+    if not isinstance(old, dict):
+        return "it has no run fingerprint (written by an older layerprune)"
+    reasons = []
+    old_settings, new_settings = old.get("settings", {}), identity["settings"]
+    changed = sorted(k for k in set(old_settings) | set(new_settings) if old_settings.get(k) != new_settings.get(k))
+    if changed:
+        reasons.append(
+            "training settings " + ", ".join(f"{k} {old_settings.get(k)!r} -> {new_settings.get(k)!r}" for k in changed)
         )
-    if differ:
-        logger.info("resuming with changed runtime settings %s (results stay valid)", differ)
+    labels = {
+        "inputs": "the run inputs (data config, parent checkpoint)",
+        "model_spec": "the model spec",
+        "initial_weights": "the initial weights",
+    }
+    reasons += [f"{label} changed" for key, label in labels.items() if old.get(key) != identity[key]]
+    return "; ".join(reasons) or "its fingerprint differs"
+
+
+def _add_usage(before: dict[str, float], now: dict[str, float] | None) -> dict[str, float]:
+    if not now:
+        return dict(before)
+    return {k: float(before.get(k, 0.0)) + float(now.get(k, 0.0)) for k in {*before, *now}}
 
 
 def _write_log(path: Path, history: list[dict[str, float]]) -> None:
@@ -221,6 +315,8 @@ def fit(
     device: str | torch.device | None = None,
     progress: bool = True,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    run_inputs: dict[str, Any] | None = None,
+    usage: Callable[[], dict[str, float] | None] | None = None,
 ) -> FitResult:
     """Train ``model`` in place with SGD, checkpointing every epoch and resuming after an interruption.
 
@@ -231,27 +327,40 @@ def fit(
         train_set: Yields ``(image, int label)``; put augmentation in its transform.
         test_set: Evaluated after every epoch (fp32); ``None`` skips evaluation (test metrics are NaN).
         config: Hyper-parameters.
-        workdir: Folder for ``last.pt``. If it holds a checkpoint of an unfinished run with the same config, training
-            continues from it; if the run had finished, the trained weights are loaded and nothing is retrained.
+        workdir: Folder for ``last.pt``. If it holds the state of this same run (same fingerprint: settings, model
+            spec, initial weights and ``run_inputs``), an unfinished run continues from it and a finished one is
+            loaded without retraining. A state of another run is logged, deleted and training starts from scratch.
         log_csv: Per-epoch CSV (columns :data:`LOG_COLUMNS`), rewritten atomically after each epoch.
         device: ``None``/``"auto"`` (CUDA when available, else CPU) or an explicit device.
-        progress: Show a tqdm bar per epoch (also hidden when stderr is not a terminal).
+        progress: Show a tqdm bar per epoch on a terminal; elsewhere (a rule's log file) log a progress line every
+            tenth of an epoch (at most one per ``PROGRESS_MIN_SECONDS``) or every ``PROGRESS_SECONDS``.
+            ``False`` shows neither.
         on_epoch_end: Called as ``on_epoch_end(epoch, row)`` after epoch ``epoch`` (1-based) is checkpointed.
+        run_inputs: JSON-able description of what else determines the run, e.g. ``{"data": data_cfg,
+            "parent": checkpoint_sha256}``; part of the fingerprint.
+        usage: Returns cumulative counters of this process so far (e.g. energy from
+            :meth:`layerprune.emissions.PhaseRecord.usage`), or ``None``. Each epoch's state stores the counters of
+            earlier processes of the run plus this one's, and :attr:`FitResult.usage_before` returns the earlier
+            ones, so a resumed run can report its whole cost. Work after the last checkpoint of a killed process is
+            not counted.
 
     Returns:
         Final metrics, run metadata and the per-epoch history.
 
     Raises:
-        ValueError: If ``workdir`` holds a checkpoint written with a different config (we refuse rather than
-            silently restart, because a stale workdir usually means a wrong path), or the training set is empty.
-        RuntimeError: If the loss becomes NaN or infinite; that epoch is not checkpointed, so ``last.pt`` still
-            holds the last good epoch (or does not exist) and no broken model is ever saved.
+        ValueError: If the training set is empty.
+        RuntimeError: If ``last.pt`` cannot be read, or the loss becomes NaN or infinite; that epoch is not
+            checkpointed, so ``last.pt`` still holds the last good epoch (or does not exist) and no broken model is
+            ever saved.
     """
     workdir = Path(workdir)
     n_train = len(train_set)  # type: ignore[arg-type]
     if n_train == 0:
         raise ValueError("the training set is empty; check the data config and subset size")
     dev = select_device(device)
+    num_workers = resolve_num_workers(config.num_workers, dev)
+    identity = _run_identity(model, config, num_workers, run_inputs)  # before any weights are loaded
+    fingerprint = _sha256_json(identity)
     amp_dtype = resolve_amp(config.amp, dev)
     amp_name = {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype]
     channels_last = use_channels_last(config.channels_last, model)
@@ -268,7 +377,7 @@ def fit(
         nesterov=config.nesterov,
         weight_decay=config.weight_decay,
     )
-    batches = len(_train_loader(train_set, config, 0, dev))
+    batches = len(_train_loader(train_set, config, 0, dev, num_workers))
     steps_per_epoch = min(batches, config.max_steps_per_epoch or batches)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch)
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
@@ -276,9 +385,23 @@ def fit(
     state_path = workdir / STATE_FILE
     history: list[dict[str, float]] = []
     start_epoch = 0
-    if state_path.exists():
-        saved = load_state(state_path)
-        _check_resumable(saved, config, state_path)
+    samples_total = 0
+    usage_before: dict[str, float] = {}
+    saved = load_state(state_path) if state_path.exists() else None
+    if saved is not None and saved.get("fingerprint") != fingerprint:
+        logger.warning(
+            "training state %s belongs to another run (%s); discarding it and training from scratch",
+            state_path,
+            _identity_changes(saved, identity),
+        )
+        state_path.unlink()
+        saved = None
+        if log_csv is not None:
+            _write_log(Path(log_csv), [])  # the old run's epochs must not pass for this run's
+    if saved is not None:
+        runtime = [k for k in RESUME_MAY_DIFFER if saved.get("config", {}).get(k) != config.to_dict().get(k)]
+        if runtime:
+            logger.info("resuming with changed runtime settings %s (results stay valid)", runtime)
         try:
             model.load_state_dict(saved["model"])
         except RuntimeError as exc:
@@ -292,6 +415,8 @@ def fit(
         set_rng_state(saved["rng"])
         start_epoch = int(saved["epoch"])
         history = [dict(row) for row in saved["history"]]
+        samples_total = int(saved["samples"])
+        usage_before = {k: float(v) for k, v in saved.get("usage", {}).items()}
         logger.info("resuming %s at epoch %d/%d", state_path, start_epoch + 1, config.epochs)
     else:
         seed_everything(config.seed)
@@ -300,6 +425,8 @@ def fit(
 
     train_model: nn.Module = torch.compile(model) if config.compile else model  # type: ignore[assignment]
     show_bar = progress and sys.stderr.isatty()
+    log_progress = progress and not show_bar
+    tenth = max(1, math.ceil(steps_per_epoch / 10))
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         model.train()
@@ -307,7 +434,8 @@ def fit(
         loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
         correct = torch.zeros((), dtype=torch.int64, device=dev)
         seen = 0
-        loader = _train_loader(train_set, config, epoch, dev)
+        last_line = t0
+        loader = _train_loader(train_set, config, epoch, dev, num_workers)
         bar = tqdm(
             loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_bar, leave=False
         )
@@ -337,10 +465,25 @@ def fit(
             seen += y.shape[0]
             if show_bar and step % 10 == 0:
                 bar.set_postfix(loss=f"{loss_value:.3f}")
+            if log_progress and step + 1 < steps_per_epoch:  # the epoch line reports the last step
+                now = time.perf_counter()
+                since = now - last_line
+                if since >= PROGRESS_SECONDS or ((step + 1) % tenth == 0 and since >= PROGRESS_MIN_SECONDS):
+                    last_line = now
+                    logger.info(
+                        "epoch %d/%d: step %d/%d (%.0f%%), train loss %.4f, %.0f s",
+                        epoch + 1,
+                        config.epochs,
+                        step + 1,
+                        steps_per_epoch,
+                        100 * (step + 1) / steps_per_epoch,
+                        loss_sum.item() / seen,
+                        now - t0,
+                    )
         bar.close()
 
         test = (
-            evaluate(model, test_set, batch_size=config.eval_batch_size, device=dev, num_workers=config.num_workers)
+            evaluate(model, test_set, batch_size=config.eval_batch_size, device=dev, num_workers=num_workers)
             if test_set is not None
             else {"top1": math.nan, "loss": math.nan}
         )
@@ -354,6 +497,7 @@ def fit(
             "seconds": time.perf_counter() - t0,
         }
         history.append(row)
+        samples_total += seen
         atomic_torch_save(
             {
                 "model": model.state_dict(),
@@ -366,6 +510,10 @@ def fit(
                 "rng": get_rng_state(),
                 "config": config.to_dict(),
                 "versions": library_versions(),
+                "fingerprint": fingerprint,
+                "identity": identity,
+                "samples": samples_total,
+                "usage": _add_usage(usage_before, usage() if usage is not None else None),
             },
             state_path,
         )
@@ -402,4 +550,7 @@ def fit(
         resumed_from_epoch=start_epoch,
         versions=library_versions(),
         history=history,
+        train_samples=samples_total,
+        usage_before=usage_before,
+        fingerprint=fingerprint,
     )

@@ -23,6 +23,9 @@ from torch.utils.data import Dataset, TensorDataset
 from layerprune.train import TrainConfig, fit, seed_everything
 
 CONFIG = TrainConfig(epochs=3, batch_size=64, lr=0.05, seed=7, max_steps_per_epoch=8)
+# Intra-op threads of the killed child and of the runs it is compared with: float reductions (conv backward,
+# BatchNorm statistics) may split and sum in another order under another thread count.
+THREADS = 1
 
 
 class NoisyDigits(Dataset):
@@ -93,7 +96,7 @@ def main() -> None:
     parser.add_argument("result", type=Path)
     parser.add_argument("--kill-after-epoch", type=int, default=None)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    torch.set_num_threads(THREADS)
     data = torch.load(args.data, weights_only=True)
     train_set, test_set = _split(data["x"], data["y"])
     model = init_model()

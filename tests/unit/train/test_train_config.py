@@ -6,7 +6,14 @@ import pytest
 import torch
 from torch import nn
 
-from layerprune.train import TrainConfig, resolve_amp, select_device, use_channels_last
+from layerprune.train import (
+    MAX_AUTO_WORKERS,
+    TrainConfig,
+    resolve_amp,
+    resolve_num_workers,
+    select_device,
+    use_channels_last,
+)
 
 
 def test_from_dict_fills_defaults_and_round_trips() -> None:
@@ -58,3 +65,38 @@ def test_device_precision_and_layout_choices() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError, match="CUDA is not available"):
             select_device("cuda")
+
+
+def test_num_workers_auto_follows_device_and_threads() -> None:
+    assert TrainConfig().num_workers == "auto"  # the schema's default
+    assert TrainConfig.from_dict({"num_workers": 3}).num_workers == 3
+    for bad in ("many", True, 1.5):
+        with pytest.raises(ValueError, match="expected 'auto' or an integer >= 0"):
+            TrainConfig.from_dict({"num_workers": bad})
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    # on the CPU, workers would only take cores from the intra-op threads
+    assert [resolve_num_workers("auto", cpu, threads) for threads in (1, 4, 32)] == [0, 0, 0]
+    # on CUDA, the rule's threads minus the main process's, in [1, MAX_AUTO_WORKERS]
+    assert [resolve_num_workers("auto", cuda, threads) for threads in (1, 2, 4, 32)] == [1, 1, 3, MAX_AUTO_WORKERS]
+    assert resolve_num_workers("auto", cuda) == max(1, min(torch.get_num_threads() - 1, MAX_AUTO_WORKERS))
+    assert resolve_num_workers(5, cpu, 2) == resolve_num_workers(5, cuda, 2) == 5  # an explicit count is kept
+    with pytest.raises(ValueError, match="num_workers=-1"):
+        resolve_num_workers(-1, cpu)
+
+
+def test_resolve_amp_per_device() -> None:
+    cpu = torch.device("cpu")
+    assert [resolve_amp(mode, cpu) for mode in ("auto", "off", "bf16", "fp16")] == [
+        None,
+        None,
+        torch.bfloat16,
+        torch.float16,
+    ]
+    assert resolve_amp("auto", torch.device("meta")) is None  # anything but CUDA stays fp32
+    with pytest.raises(ValueError, match="amp='fp8'"):
+        resolve_amp("fp8", cpu)
+    if torch.cuda.is_available():
+        cuda = torch.device("cuda", 0)
+        expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        assert resolve_amp("auto", cuda) is expected
+        assert resolve_amp("off", cuda) is None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +16,7 @@ import pytest
 import torch
 from fit_digits_helper import (
     CONFIG,
+    THREADS,
     digits,
     init_model,
     save_digits,
@@ -35,6 +39,16 @@ from layerprune.train import (
 HELPER = Path(__file__).with_name("fit_digits_helper.py")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
+
+@pytest.fixture
+def helper_threads() -> Iterator[None]:
+    """Run this process's training on the helper's thread count (restored afterwards), for bitwise comparisons."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(THREADS)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _fresh_model(seed: int = 0) -> torch.nn.Module:
@@ -91,11 +105,13 @@ def test_same_seed_gives_identical_metrics_and_weights(tmp_path: Path) -> None:
 
 def _run_helper(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-    env["OMP_NUM_THREADS"] = "1"
-    return subprocess.run([sys.executable, str(HELPER), *args], env=env, capture_output=True, text=True, timeout=120)
+    env["OMP_NUM_THREADS"] = str(THREADS)
+    return subprocess.run(
+        [sys.executable, str(HELPER), *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
-def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path) -> None:
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path, helper_threads: None) -> None:
     """A training process SIGKILLed after epoch 1, then resumed, ends bit-identical to an uninterrupted run."""
     data = tmp_path / "digits.pt"
     save_digits(data)
@@ -126,27 +142,149 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path) -> None:
     assert _metrics(resumed.history) == _metrics(reference.history)
     assert weights_digest(resumed_model) == weights_digest(reference_model)
     assert pd.read_csv(workdir / "log.csv")["epoch"].tolist() == [1, 2, 3]
+    assert resumed.fingerprint == reference.fingerprint
+    assert resumed.train_samples == reference.train_samples == CONFIG.epochs * CONFIG.max_steps_per_epoch * 64
 
 
-def test_finished_run_is_not_retrained_and_changed_config_is_refused(tmp_path: Path) -> None:
+def test_finished_run_is_loaded_not_retrained(tmp_path: Path) -> None:
     train_set, test_set = digits()
-    model = _fresh_model()
-    first = fit(model, train_set, test_set, CONFIG, tmp_path, device="cpu", progress=False)
-    digest = weights_digest(model)
+    first_model = _fresh_model()
+    first = fit(first_model, train_set, test_set, CONFIG, tmp_path, device="cpu", progress=False)
+    digest = weights_digest(first_model)
 
-    again_model = _fresh_model(seed=123)  # different init: the finished weights must be loaded from last.pt
-    again = fit(again_model, train_set, test_set, CONFIG, tmp_path, device="cpu", progress=False)
+    epochs_run: list[int] = []
+    again_model = _fresh_model()  # the same initialisation: the same run
+    assert weights_digest(again_model) != digest
+    again = fit(
+        again_model,
+        train_set,
+        test_set,
+        CONFIG,
+        tmp_path,
+        device="cpu",
+        progress=False,
+        on_epoch_end=lambda epoch, row: epochs_run.append(epoch),
+    )
+    assert epochs_run == []  # nothing retrained
     assert again.resumed_from_epoch == CONFIG.epochs
     assert _metrics(again.history) == _metrics(first.history)
-    assert weights_digest(again_model) == digest
+    assert (again.seconds, again.train_samples) == (first.seconds, first.train_samples)
+    assert again.fingerprint == first.fingerprint
+    assert weights_digest(again_model) == digest  # the finished weights were loaded from last.pt
 
-    changed = TrainConfig.from_dict({**CONFIG.to_dict(), "lr": 0.5})
-    with pytest.raises(ValueError, match=r"lr: checkpoint 0\.05 vs now 0\.5"):
-        fit(_fresh_model(), train_set, test_set, changed, tmp_path, device="cpu", progress=False)
-
-    # a runtime-only setting may change
+    # a runtime-only setting may change: still the same run
     runtime = TrainConfig.from_dict({**CONFIG.to_dict(), "eval_batch_size": 64})
-    assert fit(_fresh_model(), train_set, test_set, runtime, tmp_path, device="cpu").top1 == first.top1
+    reloaded = fit(_fresh_model(), train_set, test_set, runtime, tmp_path, device="cpu")
+    assert reloaded.resumed_from_epoch == CONFIG.epochs and reloaded.top1 == first.top1
+
+
+def _subset(dataset: torch.utils.data.Dataset, n: int) -> torch.utils.data.Dataset:
+    return torch.utils.data.Subset(dataset, range(n))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ("lr", r"training settings lr 0\.05 -> 0\.5"),
+        ("epochs", r"training settings epochs 3 -> 2"),
+        ("num_workers", r"training settings num_workers 0 -> 1"),
+        ("initial_weights", r"the initial weights changed"),
+        ("data", r"the run inputs \(data config, parent checkpoint\) changed"),
+    ],
+)
+def test_state_of_another_run_is_discarded_and_training_restarts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, change: str, reason: str
+) -> None:
+    """A changed config, data or initial model must not pick up the old run's finished weights (stale resume)."""
+    train_set, test_set = digits()
+    stale_model = _fresh_model()
+    workdir = tmp_path / "w"
+    fit(
+        stale_model,
+        train_set,
+        test_set,
+        CONFIG,
+        workdir,
+        log_csv=workdir / "log.csv",
+        device="cpu",
+        progress=False,
+        run_inputs={"data": {"name": "digits", "train_subset": None}},
+    )
+    stale = weights_digest(stale_model)
+
+    config, seed, inputs, data = CONFIG, 0, {"data": {"name": "digits", "train_subset": None}}, train_set
+    if change in ("lr", "epochs", "num_workers"):
+        config = TrainConfig.from_dict({**CONFIG.to_dict(), change: {"lr": 0.5, "epochs": 2, "num_workers": 1}[change]})
+    elif change == "initial_weights":
+        seed = 123  # e.g. another pruned model to fine-tune
+    else:
+        inputs, data = {"data": {"name": "digits", "train_subset": 1000}}, _subset(train_set, 1000)
+
+    def run(folder: Path) -> tuple[torch.nn.Module, object]:
+        model = _fresh_model(seed)
+        result = fit(model, data, test_set, config, folder, log_csv=folder / "log.csv", device="cpu",
+                     progress=False, run_inputs=inputs)  # fmt: skip
+        return model, result
+
+    with caplog.at_level(logging.WARNING, logger="layerprune.train.loop"):
+        restarted_model, restarted = run(workdir)
+    assert "belongs to another run" in caplog.text and "training from scratch" in caplog.text
+    assert re.search(reason, caplog.text), caplog.text
+    assert restarted.resumed_from_epoch == 0
+    assert weights_digest(restarted_model) != stale
+    # a clean restart: bit-identical to the same run in an empty workdir, and the log holds only its epochs
+    fresh_model, fresh = run(tmp_path / "fresh")
+    assert weights_digest(restarted_model) == weights_digest(fresh_model)
+    assert _metrics(restarted.history) == _metrics(fresh.history)
+    assert pd.read_csv(workdir / "log.csv")["epoch"].tolist() == list(range(1, config.epochs + 1))
+    # ... and its own state now resumes: a third call loads it without training
+    again_model, again = run(workdir)
+    assert again.resumed_from_epoch == config.epochs and weights_digest(again_model) == weights_digest(fresh_model)
+
+
+def test_interrupted_run_resumes_and_carries_usage_counters(tmp_path: Path) -> None:
+    """An unchanged, interrupted run resumes (bit-identically) and the usage counters of earlier processes add up."""
+    train_set, test_set = digits()
+    reference_model = _fresh_model()
+    reference = fit(reference_model, train_set, test_set, CONFIG, tmp_path / "ref", device="cpu", progress=False)
+
+    def counter(step: float) -> object:
+        calls = [0]
+
+        def usage() -> dict[str, float]:  # this process's cumulative counters, as the emissions tracker reports them
+            calls[0] += 1
+            return {"energy_kwh": step * calls[0], "duration_s": 10.0 * calls[0]}
+
+        return usage
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_first(epoch: int, row: dict[str, float]) -> None:
+        if epoch == 1:
+            raise Interrupt
+
+    workdir = tmp_path / "w"
+    with pytest.raises(Interrupt):
+        fit(_fresh_model(), train_set, test_set, CONFIG, workdir, device="cpu", progress=False,
+            usage=counter(1.0), on_epoch_end=stop_after_first)  # fmt: skip
+    model = _fresh_model()
+    resumed = fit(model, train_set, test_set, CONFIG, workdir, device="cpu", progress=False, usage=counter(0.5))
+    assert resumed.resumed_from_epoch == 1
+    assert resumed.usage_before == {"energy_kwh": 1.0, "duration_s": 10.0}  # the first process, up to epoch 1
+    assert weights_digest(model) == weights_digest(reference_model)
+    assert _metrics(resumed.history) == _metrics(reference.history)
+    assert reference.usage_before == {}
+
+    # the finished state holds the first process's counters plus the second's (2 epochs: 0.5 then 1.0 kWh)
+    reloaded = fit(_fresh_model(), train_set, test_set, CONFIG, workdir, device="cpu", progress=False)
+    assert reloaded.resumed_from_epoch == CONFIG.epochs
+    assert reloaded.usage_before == pytest.approx({"energy_kwh": 2.0, "duration_s": 30.0})
+    assert reloaded.coverage() == {
+        "n_samples": CONFIG.epochs * CONFIG.max_steps_per_epoch * 64,
+        "epochs": CONFIG.epochs,
+        "resumed_from_epoch": CONFIG.epochs,
+    }
 
 
 def test_nan_loss_raises_and_saves_no_model(tmp_path: Path) -> None:
@@ -208,3 +346,53 @@ def test_evaluate_restores_mode_and_latency_is_positive() -> None:
     assert latency["median_ms"] > 0 and latency["samples_per_s"] > 0
     assert latency["batch_size"] == 16 and latency["repeats"] == 5
     assert model.training
+
+
+def test_progress_lines_in_non_terminal_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a terminal, tqdm stays off and a line is logged every tenth of an epoch (rate-limited in time)."""
+    import io
+
+    from layerprune.train import loop
+
+    train_set, _ = digits()
+    config = TrainConfig(epochs=2, batch_size=64, lr=0.05, max_steps_per_epoch=20)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a rule's log file, not a terminal
+
+    def step_lines(progress: bool) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="layerprune.train.loop"):
+            fit(_fresh_model(), train_set, None, config, tmp_path / f"w{len(list(tmp_path.iterdir()))}",
+                device="cpu", progress=progress)  # fmt: skip
+        return [r.getMessage() for r in caplog.records if "step" in r.getMessage()]
+
+    # these epochs take well under PROGRESS_MIN_SECONDS: no lines beyond the epoch lines
+    assert step_lines(True) == []
+    monkeypatch.setattr(loop, "PROGRESS_MIN_SECONDS", 0.0)
+    lines = step_lines(True)
+    expected = [f"epoch {e}/2: step {s}/20 ({5 * s}%)" for e in (1, 2) for s in range(2, 20, 2)]
+    assert [line.split(", train loss")[0] for line in lines] == expected
+    assert all(re.search(r"train loss \d+\.\d{4}, \d+ s$", line) for line in lines)
+    assert step_lines(False) == []  # progress=False stays quiet
+    # a slow stretch gets a line even between tenths
+    monkeypatch.setattr(loop, "PROGRESS_MIN_SECONDS", 1e9)
+    monkeypatch.setattr(loop, "PROGRESS_SECONDS", 0.0)
+    assert len(step_lines(True)) == 2 * 19
+
+
+def test_bf16_autocast_trains_on_the_cpu(tmp_path: Path) -> None:
+    """amp='bf16' runs the forward pass in bfloat16 on the CPU, keeps fp32 weights and still learns."""
+    train_set, test_set = digits()
+    model = _fresh_model()
+    before = weights_digest(model)
+    conv_dtypes: set[torch.dtype] = set()
+    model[0].register_forward_hook(lambda m, i, out: conv_dtypes.add(out.dtype) if m.training else None)
+    config = TrainConfig(epochs=2, batch_size=64, lr=0.05, amp="bf16", max_steps_per_epoch=10)
+    result = fit(model, train_set, test_set, config, tmp_path / "w", device="cpu", progress=False)
+    assert result.amp == "bf16"
+    assert conv_dtypes == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert weights_digest(model) != before
+    assert math.isfinite(result.train_loss) and math.isfinite(result.loss)
+    assert result.top1 > 0.5  # chance is 0.1
