@@ -9,10 +9,20 @@ from torch import nn
 
 from layerprune.data import build_dataset, dataset_info
 from layerprune.emissions import track
-from layerprune.models import get_model, save_checkpoint
-from layerprune.models.checkpoint import NotACheckpointError, load_checkpoint, load_external_weights
 from layerprune.io import write_text
-from layerprune.train import LOG_COLUMNS, TrainConfig, fit, library_versions, seed_everything
+from layerprune.models import get_model, save_checkpoint
+from layerprune.models.checkpoint import (
+    NotACheckpointError,
+    load_checkpoint,
+    load_external_weights,
+)
+from layerprune.train import (
+    LOG_COLUMNS,
+    TrainConfig,
+    fit,
+    library_versions,
+    seed_everything,
+)
 
 __all__ = ["make_baseline"]
 
@@ -34,7 +44,9 @@ def make_baseline(
     """Trains the configured architecture (or imports ``model_cfg["checkpoint"]``) and saves it.
 
     The saved checkpoint carries the data set's preprocessing, so later stages need no
-    config to feed it. Training resumes from ``workdir`` after an interruption.
+    config to feed it. Training resumes from ``workdir`` after an interruption; a state left by
+    another run (other data, model or train config) is discarded and training starts over.
+    The emissions row covers the whole run, summed over the processes of a resumed one.
     """
     info = dataset_info(data_cfg)
     preprocessing = info.preprocessing()
@@ -65,9 +77,20 @@ def make_baseline(
             emissions_csv or Path("unused.csv"),
             country_iso_code=country_iso_code,
             enabled=emissions_csv is not None,
-            extra={"n_samples": len(train_set) * config.epochs},
-        ):
-            result = fit(model, train_set, test_set, config, workdir, log_csv=log_csv)
+        ) as record:
+            # The data and model configs join the fingerprint, so a changed config retrains instead of resuming.
+            result = fit(
+                model,
+                train_set,
+                test_set,
+                config,
+                workdir,
+                log_csv=log_csv,
+                run_inputs={"data": data_cfg, "model": model_cfg},
+                usage=record.usage,
+            )
+            record.earlier = result.usage_before  # energy of the processes before a resume
+            record.extra.update(result.coverage())
         meta["train"] = result.to_dict()
     save_checkpoint(out_model, model.cpu(), preprocessing=preprocessing, meta=meta)
     return model

@@ -28,14 +28,21 @@ def _run(args: argparse.Namespace) -> None:
     train_set = build_dataset(args.data, "train", augment=args.data.get("augment", True))
     test_set = build_dataset(args.data, "test")
     csv = emissions_path(args)
-    with track(
-        "finetune",
-        csv or Path("unused.csv"),
-        country_iso_code=args.country,
-        enabled=csv is not None,
-        extra={"n_samples": len(train_set) * config.epochs},
-    ):
-        result = fit(ckpt.model, train_set, test_set, config, args.workdir, log_csv=args.log_csv)
+    with track("finetune", csv or Path("unused.csv"), country_iso_code=args.country, enabled=csv is not None) as record:
+        # The fingerprint covers the pruned model's spec and weights; add the data config, so that a new pruned
+        # model or data set retrains instead of resuming a stale state.
+        result = fit(
+            ckpt.model,
+            train_set,
+            test_set,
+            config,
+            args.workdir,
+            log_csv=args.log_csv,
+            run_inputs={"data": args.data},
+            usage=record.usage,
+        )
+        record.earlier = result.usage_before  # energy of the processes before a resume
+        record.extra.update(result.coverage())
     meta = {**ckpt.meta, "stage": "finetuned", "finetune": result.to_dict(), "parent": str(args.model)}
     save_checkpoint(args.out, ckpt.model.cpu(), preprocessing=ckpt.preprocessing, meta=meta)
     finish_emissions(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from layerprune.emissions.tracking import (
+    ACCUMULATED_COLUMNS,
     COLUMNS,
     DEFAULT_COUNTRY_ISO_CODE,
     PhaseRecord,
@@ -11,4 +12,12 @@ from layerprune.emissions.tracking import (
     track,
 )
 
-__all__ = ["COLUMNS", "DEFAULT_COUNTRY_ISO_CODE", "PhaseRecord", "append_rows", "power_sources", "track"]
+__all__ = [
+    "ACCUMULATED_COLUMNS",
+    "COLUMNS",
+    "DEFAULT_COUNTRY_ISO_CODE",
+    "PhaseRecord",
+    "append_rows",
+    "power_sources",
+    "track",
+]

@@ -9,6 +9,11 @@ Interface, Intel Power Gadget or PowerMetrics (macOS), and GPU energy through NV
 it *estimates* CPU power from a TDP table (or about 4 W per thread) scaled by CPU load, and RAM power is always a
 model-based estimate. Each row says which source was used (read from the tracker's hardware objects after the
 run), and ``measured`` is true only when CPU and GPU (if any) energy were both measured.
+
+Resumed phases: a training phase killed and restarted runs in several processes. :meth:`PhaseRecord.usage` reads the
+running totals of this process (the trainer stores them in its epoch checkpoints), and the totals of earlier
+processes put in :attr:`PhaseRecord.earlier` are added to the row, so the row covers the whole run (minus the work
+between a killed process's last checkpoint and its death, which nothing recorded).
 """
 
 from __future__ import annotations
@@ -26,7 +31,15 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["COLUMNS", "DEFAULT_COUNTRY_ISO_CODE", "PhaseRecord", "append_rows", "power_sources", "track"]
+__all__ = [
+    "ACCUMULATED_COLUMNS",
+    "COLUMNS",
+    "DEFAULT_COUNTRY_ISO_CODE",
+    "PhaseRecord",
+    "append_rows",
+    "power_sources",
+    "track",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +61,8 @@ COLUMNS = (
     "tracking_mode",
     "codecarbon_version",
 )
+# The additive columns: summed over the processes of a resumed phase.
+ACCUMULATED_COLUMNS = ("duration_s", "energy_kwh", "co2_kg", "cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh")
 _CPU_MODES = {
     "intel_rapl": "measured (RAPL)",
     "windows_emi": "measured (RAPL via Windows EMI)",
@@ -66,11 +81,39 @@ class PhaseRecord:
         extra: Extra columns for the row; the tracked block may add to it (e.g. ``n_samples`` once known).
         row: The row written to the CSV, set when the block exits (``None`` while running, on failure and when
             tracking is disabled).
+        earlier: Totals (:data:`ACCUMULATED_COLUMNS`) of earlier processes of the same phase, e.g. a training run's
+            before it was killed and resumed; added to this process's measurement in ``row``.
     """
 
     phase: str
     extra: dict[str, Any] = field(default_factory=dict)
     row: dict[str, Any] | None = None
+    earlier: dict[str, float] = field(default_factory=dict)
+    _tracker: Any = field(default=None, repr=False, compare=False)
+
+    def usage(self) -> dict[str, float] | None:
+        """Totals (:data:`ACCUMULATED_COLUMNS`) measured so far by this process's tracker, not counting ``earlier``.
+
+        Takes a fresh power sample first. Returns ``None`` when tracking is disabled or CodeCarbon cannot report
+        (this reads CodeCarbon 3.x's running totals, which have no public accessor; ``flush()`` would also write
+        a raw CSV row per call).
+        """
+        if self._tracker is None:
+            return None
+        try:
+            self._tracker._measure_power_and_energy_if_stale()
+            data = self._tracker._prepare_emissions_data()
+            return {
+                "duration_s": float(data.duration),
+                "energy_kwh": float(data.energy_consumed),
+                "co2_kg": float(data.emissions),
+                "cpu_energy_kwh": float(data.cpu_energy),
+                "gpu_energy_kwh": float(data.gpu_energy),
+                "ram_energy_kwh": float(data.ram_energy),
+            }
+        except (AttributeError, TypeError, ValueError) as exc:  # other CodeCarbon internals: the run stays valid
+            logger.debug("CodeCarbon running totals unavailable (%s)", exc)
+            return None
 
 
 def power_sources(tracker: Any) -> dict[str, str]:
@@ -192,7 +235,7 @@ def track(
             (its default there is :data:`DEFAULT_COUNTRY_ISO_CODE`).
         enabled: ``False`` makes this a no-op that still yields a :class:`PhaseRecord` and writes nothing.
         extra: Extra columns (e.g. ``{"n_samples": 512, "method": "cka"}``); the block may add more to
-            ``record.extra``.
+            ``record.extra``, and set ``record.earlier`` to include earlier processes of a resumed phase.
         tracking_mode: ``"process"`` (default) attributes only this process's (and its children's) CPU load, so
             parallel workflow jobs on one machine do not each count the whole machine; ``"machine"`` counts it all.
         measure_power_secs: CodeCarbon's sampling interval; a final sample is always taken at the end.
@@ -236,11 +279,14 @@ def track(
         **output_kwargs,
     )
     tracker.start()
+    record._tracker = tracker
     try:
         yield record
     except BaseException:
+        record._tracker = None
         tracker.stop()  # release CodeCarbon's threads; a failed phase gets no row
         raise
+    record._tracker = None
     tracker.stop()
     data = getattr(tracker, "final_emissions_data", None)
     sources = power_sources(tracker)
@@ -279,16 +325,22 @@ def track(
         "tracking_mode": tracking_mode,
         "codecarbon_version": codecarbon.__version__,
     }
+    unknown = sorted(set(record.earlier) - set(ACCUMULATED_COLUMNS))
+    if unknown:
+        raise ValueError(f"earlier totals {unknown} are not additive columns; expected {list(ACCUMULATED_COLUMNS)}")
+    for key, value in record.earlier.items():
+        row[key] += float(value)
     _check_extra(record.extra)
     row.update(record.extra)
     append_rows(output_csv, [row])
     record.row = row
     logger.info(
-        "phase %s: %.1f s, %.3g kWh, %.3g kg CO2 (CPU %s, GPU %s)",
+        "phase %s: %.1f s, %.3g kWh, %.3g kg CO2 (CPU %s, GPU %s)%s",
         phase,
         row["duration_s"],
         row["energy_kwh"],
         row["co2_kg"],
         sources["cpu"],
         sources["gpu"],
+        f", including {record.earlier.get('energy_kwh', 0.0):.3g} kWh of earlier processes" if record.earlier else "",
     )

@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 import torch
 
-from layerprune.emissions import COLUMNS, append_rows, power_sources, track
+from layerprune.emissions import (
+    ACCUMULATED_COLUMNS,
+    COLUMNS,
+    append_rows,
+    power_sources,
+    track,
+)
 
 
 def _cpu_work(seconds_of_matmuls: int = 150) -> float:
@@ -73,7 +79,7 @@ def test_disabled_tracking_is_a_noop_that_still_yields(tmp_path: Path) -> None:
     out = tmp_path / "sub" / "emissions.csv"
     with track("train", out, country_iso_code="FRA", enabled=False, extra={"n": 1}) as record:
         value = _cpu_work(5)
-    assert value == value  # the block ran
+    assert isinstance(value, float)  # the block ran
     assert record.phase == "train" and record.row is None
     assert not out.parent.exists()
 
@@ -122,3 +128,38 @@ def test_append_rows_unions_columns_atomically(tmp_path: Path) -> None:
     assert table["phase"].tolist() == ["a", "b"]
     assert list(table.columns) == ["phase", "x", "y"]
     assert [p.name for p in tmp_path.iterdir()] == ["t.csv"]  # no temp or lock files left behind
+
+
+def test_running_totals_and_earlier_processes_add_up(
+    tmp_path: Path, no_network: list[tuple[str, tuple[object, ...]]]
+) -> None:
+    """usage() reads this process's running totals; earlier processes' totals are added to the row."""
+    out = tmp_path / "emissions.csv"
+    with track("finetune", out, country_iso_code="FRA", enabled=False) as off:
+        assert off.usage() is None  # nothing to read when tracking is off
+    earlier = {"duration_s": 100.0, "energy_kwh": 0.5, "co2_kg": 0.02, "cpu_energy_kwh": 0.3, "ram_energy_kwh": 0.2}
+    with track("finetune", out, country_iso_code="FRA") as record:
+        _cpu_work(50)
+        first = record.usage()
+        _cpu_work(50)
+        second = record.usage()
+        record.earlier = earlier
+    assert no_network == []
+    assert first is not None and second is not None
+    assert set(first) == set(ACCUMULATED_COLUMNS)
+    assert 0 < first["duration_s"] < second["duration_s"]
+    assert 0 < first["energy_kwh"] <= second["energy_kwh"]
+    assert record.usage() is None  # the tracker has stopped
+    row = pd.read_csv(out).iloc[0]
+    for key in ACCUMULATED_COLUMNS:  # this process's final totals plus the earlier ones
+        assert row[key] >= second[key] + earlier.get(key, 0.0) - 1e-12
+    assert row["duration_s"] < second["duration_s"] + earlier["duration_s"] + 60
+    parts = row[["cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh"]].sum()
+    assert parts == pytest.approx(row["energy_kwh"], rel=1e-6)
+
+    with (
+        pytest.raises(ValueError, match=r"earlier totals \['n_samples'\] are not additive"),
+        track("finetune", tmp_path / "bad.csv", country_iso_code="FRA") as bad,
+    ):
+        bad.earlier = {"n_samples": 3.0}
+    assert not (tmp_path / "bad.csv").exists()
