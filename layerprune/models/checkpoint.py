@@ -113,6 +113,12 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         )
     if payload.get("version", 0) > VERSION:
         raise ValueError(f"{path} has checkpoint version {payload['version']}; upgrade layerprune")
+    lacking = [key for key in ("spec", "state_dict", "preprocessing") if not isinstance(payload.get(key), dict)]
+    if lacking:
+        raise ValueError(
+            f"checkpoint {path} lacks {lacking} (it is truncated or was not written by layerprune's "
+            "save_checkpoint); delete it and rerun the stage that wrote it"
+        )
     model = build_model(payload["spec"])
     _load_state(model, payload["state_dict"], path)
     model.eval()

@@ -99,6 +99,16 @@ def test_newer_checkpoint_version_asks_for_an_upgrade(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
+@pytest.mark.parametrize("key", ["spec", "state_dict", "preprocessing"])
+def test_checkpoint_lacking_an_entry_names_it(tmp_path: Path, key: str) -> None:
+    path = save_checkpoint(tmp_path / "model.pt", get_model("resnet20", num_classes=10), preprocessing=PREPROCESSING)
+    payload = torch.load(path, weights_only=True)
+    del payload[key]
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match=rf"lacks \['{key}'\].*rerun the stage"):
+        load_checkpoint(path)
+
+
 def test_weights_that_do_not_fit_the_spec_are_refused(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "model.pt", get_model("resnet20", num_classes=10), preprocessing=PREPROCESSING)
     payload = torch.load(path, weights_only=True)
