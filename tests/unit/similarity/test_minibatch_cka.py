@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from layerprune.similarity import MinibatchCKA, cka_matrix, linear_cka, sglp_cka_matrix
+from layerprune.similarity.cka import hsic
 
 
 def _units(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -60,7 +61,20 @@ def test_unbiased_minibatch_is_mean_hsic_ratio_and_order_free() -> None:
     for s in reversed(starts):
         backward.update([f[s : s + 40].float() for f in feats])  # float32 input is computed in float64 too
     assert forward.num_batches == 4 and forward.num_samples == 160
-    np.testing.assert_allclose(forward.compute(), backward.compute(), rtol=1e-6)
+    got = forward.compute()
+    np.testing.assert_allclose(got, backward.compute(), rtol=1e-6)
+    # the value: CKA_ij = mean_b HSIC_1(K_i, K_j) / sqrt(mean_b HSIC_1(K_i, K_i) mean_b HSIC_1(K_j, K_j)), with the
+    # per-batch unbiased HSIC of the flattened features' Gram matrices
+    flat = [f.reshape(160, -1).double() for f in feats]
+    means = np.zeros((5, 5))
+    for s in starts:
+        grams = [f[s : s + 40] @ f[s : s + 40].T for f in flat]
+        means += np.array([[float(hsic(ki, kj, unbiased=True)) for kj in grams] for ki in grams]) / len(starts)
+    expected = means / np.sqrt(np.outer(np.diag(means), np.diag(means)))
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+    # ... which is not the mean of the per-batch unbiased CKA values (a ratio of means, not a mean of ratios)
+    per_batch = np.mean([_pairwise([f[s : s + 40] for f in _units(160)], unbiased=True) for s in starts], axis=0)
+    assert np.abs(got - per_batch).max() > 1e-3
 
 
 def test_unbiased_minibatch_stays_near_zero_for_independent_units_where_sglp_does_not() -> None:
