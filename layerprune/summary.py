@@ -78,6 +78,7 @@ SUMMARY_COLUMNS = (
     "adv_accuracy_mean",
     "corruption_accuracy_mean",
     "mce",
+    "mce_corruptions",
 )
 
 #: Display names of the methods in tables and legends; an unknown method is shown as its config name.
@@ -280,22 +281,24 @@ def _adversarial_mean(path: Path | None) -> float:
     return float(attacked["robust_accuracy"].mean()) if not attacked.empty else math.nan
 
 
-def _corruption_stats(path: Path | None, baseline: pd.DataFrame | None) -> tuple[float, float]:
-    """(mean corruption accuracy, mCE relative to the baseline) via the robustness module's one definition."""
+def _corruption_stats(path: Path | None, baseline: pd.DataFrame | None) -> tuple[float, float, Any]:
+    """(mean corruption accuracy, mCE relative to the baseline, corruptions in that mCE) via the robustness module's
+    one definition. The mCE is over the corruptions where the baseline errs (CE is undefined elsewhere), NaN when
+    there is none; the count is ``pd.NA`` when there is no mCE at all (no baseline, or one that does not match)."""
     frame = _read_table(path, _CORRUPTION_COLUMNS)
     if frame is None or frame.empty:
-        return math.nan, math.nan
+        return math.nan, math.nan, pd.NA
     from layerprune.robustness.corruptions import corruption_summary  # lazy: pulls in torch
 
     overall = corruption_summary(frame).query("level == 'overall'")["accuracy"].iloc[0]
-    mce = math.nan
+    mce, used = math.nan, pd.NA
     if baseline is not None and not baseline.empty:
         try:
-            table = corruption_summary(frame, baseline)
-            mce = float(table.query("level == 'overall'")["ce"].iloc[0])
-        except ValueError as err:  # baseline lacks a (corruption, severity) or has zero error there
+            row = corruption_summary(frame, baseline).query("level == 'overall'").iloc[0]
+            mce, used = float(row["ce"]), int(row["ce_corruptions"])
+        except ValueError as err:  # baseline lacks a (corruption, severity)
             logger.warning("mCE of %s left NaN: %s", path, err)
-    return float(overall), mce
+    return float(overall), mce, used
 
 
 def _bps(values: Sequence[int]) -> str:
@@ -338,7 +341,10 @@ def build_summary(
     base_corr = _read_table(None if baseline_corruptions is None else Path(baseline_corruptions), _CORRUPTION_COLUMNS)
     train = read_emissions(baseline_train_emissions)
     infer = read_emissions(baseline_inference_emissions)
-    corr_mean, _ = _corruption_stats(None if baseline_corruptions is None else Path(baseline_corruptions), None)
+    # the baseline relative to itself: CE 1 on every corruption where it errs
+    corr_mean, base_mce, base_used = _corruption_stats(
+        None if baseline_corruptions is None else Path(baseline_corruptions), base_corr
+    )
     rows: list[dict[str, Any]] = [
         {
             "method": "baseline",
@@ -365,7 +371,8 @@ def build_summary(
             "energy_source": _sources(train, infer),
             "adv_accuracy_mean": _adversarial_mean(None if baseline_adversarial is None else Path(baseline_adversarial)),
             "corruption_accuracy_mean": corr_mean,
-            "mce": 1.0 if base_corr is not None and not base_corr.empty else math.nan,
+            "mce": base_mce,
+            "mce_corruptions": base_used,
         }
     ]
     seen: set[tuple[str, str, int]] = set()
@@ -378,6 +385,7 @@ def build_summary(
         rows.extend(_run_rows(run, base, base_corr))
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     frame["seed"] = frame["seed"].astype("Int64")
+    frame["mce_corruptions"] = frame["mce_corruptions"].astype("Int64")
     return frame
 
 
@@ -394,7 +402,7 @@ def _run_rows(run: RunFiles, base: Mapping[str, Any], base_corr: pd.DataFrame | 
     if run.finetuned_metrics is not None:
         stages.append(("finetuned", run.finetuned_metrics))
     adv = _adversarial_mean(run.adversarial)
-    corr_mean, mce = _corruption_stats(run.corruptions, base_corr)
+    corr_mean, mce, mce_used = _corruption_stats(run.corruptions, base_corr)
     rows = []
     for stage, path in stages:
         metrics = _read_metrics(path)
@@ -428,6 +436,7 @@ def _run_rows(run: RunFiles, base: Mapping[str, Any], base_corr: pd.DataFrame | 
                 "adv_accuracy_mean": adv if last else math.nan,
                 "corruption_accuracy_mean": corr_mean if last else math.nan,
                 "mce": mce if last else math.nan,
+                "mce_corruptions": mce_used if last else pd.NA,
             }
         )
     return rows

@@ -614,6 +614,11 @@ def corruption_summary(df: pd.DataFrame, baseline_df: pd.DataFrame | None = None
     mean of its corruptions' CE, and ``mCE`` (the ``overall`` row) is the mean CE over corruptions. A pruned model is
     naturally compared with its unpruned parent as baseline (CE < 1: more robust than the parent).
 
+    Where the baseline makes no error on a corruption (likely on small subsets and mild corruptions), its CE is
+    undefined: it is NaN, and the group CE and mCE are means over the corruptions where CE is defined; the column
+    ``ce_corruptions`` counts them (NaN CE only when it is 0). The paper's mCE has no such case, so compare mCEs
+    only between runs with the same count.
+
     Args:
         df: rows ``corruption, group, severity, accuracy, n``.
         baseline_df: the same table for the baseline model, covering every (corruption, severity) of ``df``; when
@@ -623,10 +628,10 @@ def corruption_summary(df: pd.DataFrame, baseline_df: pd.DataFrame | None = None
         DataFrame with columns ``level`` ("corruption", "group" or "overall"), ``name`` (corruption, group, or "all"),
         ``group`` (the group; "all" for the overall row), ``accuracy`` (mean over severities, and over corruptions for
         group/overall rows: the overall row's accuracy is the mean corruption accuracy), ``error`` (1 - accuracy) and,
-        with a baseline, ``ce``.
+        with a baseline, ``ce`` and ``ce_corruptions`` (corruptions of the row with a defined CE).
 
     Raises:
-        ValueError: missing columns, or a baseline lacking some (corruption, severity) of ``df`` or with zero error.
+        ValueError: missing columns, or a baseline lacking some (corruption, severity) of ``df``.
     """
     needed = {"corruption", "group", "severity", "accuracy"}
     for what, table in (("df", df), ("baseline_df", baseline_df)):
@@ -655,13 +660,15 @@ def corruption_summary(df: pd.DataFrame, baseline_df: pd.DataFrame | None = None
             .groupby("corruption", sort=False)[["err", "err_b"]]
             .sum()
         )
-        if (sums["err_b"] <= 0).any():
-            zero = list(sums.index[sums["err_b"] <= 0])
-            raise ValueError(
-                f"baseline has zero error on corruptions {zero}, so CE is undefined there; use more "
-                "images or a weaker baseline"
+        defined = sums["err_b"] > 0
+        if not defined.all():
+            logger.warning(
+                "baseline has zero error on corruptions %s, so CE is undefined there; mCE is the mean over the "
+                "other %d corruptions (column ce_corruptions); use more images for the paper's mCE",
+                list(sums.index[~defined]),
+                int(defined.sum()),
             )
-        ce = sums["err"] / sums["err_b"]
+        ce = (sums["err"] / sums["err_b"]).where(defined)
     rows = []
     for name, row in per_c.iterrows():
         rows.append(
@@ -670,7 +677,7 @@ def corruption_summary(df: pd.DataFrame, baseline_df: pd.DataFrame | None = None
                 "name": name,
                 "group": row["group"],
                 "accuracy": row["accuracy"],
-                **({"ce": ce[name]} if ce is not None else {}),
+                **({"ce": ce[name], "ce_corruptions": int(pd.notna(ce[name]))} if ce is not None else {}),
             }
         )
     for group in dict.fromkeys(per_c["group"]):
@@ -681,7 +688,11 @@ def corruption_summary(df: pd.DataFrame, baseline_df: pd.DataFrame | None = None
                 "name": group,
                 "group": group,
                 "accuracy": per_c.loc[members, "accuracy"].mean(),
-                **({"ce": ce[members].mean()} if ce is not None else {}),
+                **(
+                    {"ce": ce[members].mean(), "ce_corruptions": int(ce[members].notna().sum())}
+                    if ce is not None
+                    else {}
+                ),
             }
         )
     rows.append(
@@ -690,7 +701,7 @@ def corruption_summary(df: pd.DataFrame, baseline_df: pd.DataFrame | None = None
             "name": "all",
             "group": "all",
             "accuracy": per_c["accuracy"].mean(),
-            **({"ce": ce.mean()} if ce is not None else {}),
+            **({"ce": ce.mean(), "ce_corruptions": int(ce.notna().sum())} if ce is not None else {}),
         }
     )
     out = pd.DataFrame(rows)
