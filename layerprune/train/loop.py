@@ -18,6 +18,7 @@ because the workflow reruns a job after any of these changed and expects fresh w
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import hashlib
 import io
 import json
@@ -139,11 +140,9 @@ class FitResult:
 def library_versions() -> dict[str, str]:
     """Versions that determine numerical results, recorded with every training run."""
     versions = {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": np.__version__}
-    try:
-        import torchvision
-
-        versions["torchvision"] = str(torchvision.__version__)
-    except ImportError:  # torchvision is a dependency, but the loop itself does not need it
+    try:  # read from the package metadata: importing torchvision costs about 2 s (it pulls in torch._dynamo)
+        versions["torchvision"] = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:  # a dependency, but the loop itself does not need it
         versions["torchvision"] = "not installed"
     return versions
 
