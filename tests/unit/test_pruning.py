@@ -383,3 +383,19 @@ def test_the_plan_is_on_disk_when_surgery_fails(tmp_path, tmp_path_factory, monk
     assert plan["method"] == "weight_norm" and plan["n_removed"] == 2
     assert set(pd.read_csv(out["scores"]).query("removed")["unit"]) == set(plan["removed"])
     assert not out["out"].exists()
+
+
+def test_greedy_loss_through_the_command_needs_no_representations(tmp_path, tmp_path_factory):
+    """The command builds the calibration loader greedy_loss rescores on; the plan records both steps."""
+    argv, out = _prune_command(
+        tmp_path, trained_checkpoint(tmp_path_factory), "greedy_loss",
+        "--pruning", json.dumps({"min_units_per_stage": 1}),
+        "--calibration-size", "64", "--calibration-batch-size", "32",
+    )  # fmt: skip
+    assert cli_main(argv) == 0
+    plan = json.loads(out["plan"].read_text())
+    assert [len(s["removed"]) for s in plan["steps"]] == [1, 1]
+    scores = pd.read_csv(out["scores"]).set_index("unit")["score"]
+    assert len(scores) == 7
+    assert plan["steps"][0]["removed"] == [scores.idxmin()]  # scores.csv holds the first step's scores
+    assert load_checkpoint(out["out"]).meta["removed"] == plan["removed"]

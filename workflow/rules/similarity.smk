@@ -1,5 +1,6 @@
 # Similarity: tidy tables of the unit-by-unit CKA matrix and of the intact-vs-bypassed
-# distances of every removable unit (the inputs of the CKA and Consensus criteria).
+# distances of every removable unit for each of similarity.metrics (what Consensus votes over;
+# the CKA criterion reads the representations).
 
 
 rule similarity_tables:
