@@ -55,7 +55,14 @@ def add_emissions_args(parser: argparse.ArgumentParser) -> None:
 
 
 def emissions_path(args: argparse.Namespace) -> Path | None:
-    """The CSV to track into, or None when tracking is off."""
+    """The CSV to track into, or None when tracking is off.
+
+    A file left by an earlier run of the same command is removed first: tracking appends one
+    row per phase, and a stage's CSV must describe that run alone (a resumed training run
+    carries its earlier energy forward itself), or summing its rows would count twice.
+    """
+    if args.emissions is not None and args.emissions.exists():
+        args.emissions.unlink()
     return None if args.no_emissions else args.emissions
 
 
