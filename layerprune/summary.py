@@ -197,6 +197,7 @@ def collect_runs(
     inference_emissions: Sequence[str | Path] = (),
     adversarial: Sequence[str | Path] = (),
     corruptions: Sequence[str | Path] = (),
+    pruned_inference_emissions: Sequence[str | Path] = (),
 ) -> list[RunFiles]:
     """Groups flat file lists (as Snakemake passes them) into one :class:`RunFiles` per run, by :func:`run_key`.
 
@@ -215,6 +216,7 @@ def collect_runs(
         "inference_emissions": inference_emissions,
         "adversarial": adversarial,
         "corruptions": corruptions,
+        "pruned_inference_emissions": pruned_inference_emissions,
     }
     by_run: dict[tuple[str, str, int], dict[str, Any]] = {}
     for kind, paths in kinds.items():

@@ -24,6 +24,7 @@ def _run(args: argparse.Namespace) -> None:
         inference_emissions=args.inference_emissions,
         adversarial=args.adversarial,
         corruptions=args.corruptions,
+        pruned_inference_emissions=args.pruned_inference_emissions,
     )
     summary = build_summary(
         args.baseline_metrics,
@@ -62,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-emissions", **files, help="finetuned/.../emissions_finetune.csv")
     p.add_argument("--inference-emissions", **files,
                    help="finetuned/.../emissions_inference.csv (the fine-tuned models' evaluation)")
+    p.add_argument("--pruned-inference-emissions", **files,
+                   help="pruned/.../emissions_inference.csv (the pruned models' evaluation, before fine-tuning)")
     p.add_argument("--adversarial", **files,
                    help="robustness/<method>/<budget>/seed<N>/adversarial.csv (of each run's last model)")
     p.add_argument("--corruptions", **files, help="robustness/<method>/<budget>/seed<N>/corruptions.csv")

@@ -236,3 +236,25 @@ def test_cli_writes_summary_and_tables(tree, tmp_path):
     assert summary[summary["stage"] == "finetuned"]["adv_accuracy_mean"].isna().all()  # not given
     assert "SGLP" in (tmp_path / "tables/main.md").read_text()
     assert (tmp_path / "tables/main.tex").stat().st_size > 0
+
+
+def test_pruned_rows_carry_the_pruned_models_inference_energy(tmp_path):
+    """Each stage's row reports the energy of evaluating that stage's model (pruned: before fine-tuning)."""
+    tree = rt.make_tree(tmp_path, seeds=(0,))
+    pruned = [r["pruned_metrics"] for r in tree.runs]
+    energies = {Path(p).parent: 0.001 * (i + 1) for i, p in enumerate(pruned)}
+    pruned_emissions = [rt._emissions(folder / "emissions_inference.csv", e) for folder, e in energies.items()]
+    runs = collect_runs(
+        pruned,
+        [r["plan"] for r in tree.runs],
+        finetuned_metrics=[r["finetuned_metrics"] for r in tree.runs],
+        inference_emissions=[r["inference_emissions"] for r in tree.runs],
+        pruned_inference_emissions=pruned_emissions,
+    )
+    summary = build_summary(tree.baseline["metrics"], runs)
+    rows = summary[summary["stage"] == "pruned"]
+    assert len(rows) == len(pruned)
+    expected = {(run.method, run.budget): energies[run.pruned_metrics.parent] for run in runs}
+    for _, row in rows.iterrows():
+        assert row["inference_energy_kwh"] == pytest.approx(expected[row["method"], row["budget"]])
+    assert summary[summary["stage"] == "finetuned"]["inference_energy_kwh"].notna().all()

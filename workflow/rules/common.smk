@@ -114,7 +114,8 @@ def summary_inputs(wildcards):
         "plans": runs("pruned", "plan.json"),
         "finetuned_metrics": runs("finetuned", "metrics.json") if finetune else [],
         "finetune_emissions": runs("finetuned", "emissions_finetune.csv") if finetune else [],
-        "inference_emissions": runs(final, "emissions_inference.csv"),
+        "inference_emissions": runs("finetuned", "emissions_inference.csv") if finetune else [],
+        "pruned_inference_emissions": runs("pruned", "emissions_inference.csv"),
         "adversarial": runs(f"robustness/{final}", "adversarial.csv") if robust else [],
         "corruptions": runs(f"robustness/{final}", "corruptions.csv") if robust else [],
     }

@@ -19,7 +19,12 @@ rule summarize_results:
             category="summary",
             labels={"table": "main (Markdown)"},
         ),
-        table_tex="results/{experiment}/tables/main.tex",
+        table_tex=report(
+            "results/{experiment}/tables/main.tex",
+            caption="../report/main_table.rst",
+            category="summary",
+            labels={"table": "main (LaTeX)"},
+        ),
     params:
         baseline_optional=baseline_summary_flags,
     localrule: True
@@ -34,5 +39,6 @@ rule summarize_results:
         " --pruned-metrics {input.pruned_metrics} --plans {input.plans}"
         " --finetuned-metrics {input.finetuned_metrics} --finetune-emissions {input.finetune_emissions}"
         " --inference-emissions {input.inference_emissions}"
+        " --pruned-inference-emissions {input.pruned_inference_emissions}"
         " --adversarial {input.adversarial} --corruptions {input.corruptions}"
         " --out {output.summary} --table-md {output.table_md} --table-tex {output.table_tex} > {log} 2>&1"
