@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from layerprune.robustness.adversarial import run_attacks
-    from layerprune.robustness.attack_specs import ATTACKS, AttackSpec, attack_norm, validate_attack_configs
+    from layerprune.robustness.attack_specs import (
+        ATTACKS,
+        AttackSpec,
+        attack_norm,
+        validate_attack_configs,
+    )
     from layerprune.robustness.corruptions import (
         CORRUPTIONS,
         GROUPS,
@@ -43,7 +48,21 @@ _WHERE = {
     "save_corruption_grid": "corruptions",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "ATTACKS",
+    "CORRUPTIONS",
+    "GROUPS",
+    "SEVERITIES",
+    "AttackSpec",
+    "attack_norm",
+    "corrupt",
+    "corrupt_dataset",
+    "corruption_summary",
+    "evaluate_corruptions",
+    "run_attacks",
+    "save_corruption_grid",
+    "validate_attack_configs",
+]
 
 
 def __getattr__(name: str) -> Any:

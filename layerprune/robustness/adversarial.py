@@ -33,7 +33,13 @@ import pandas as pd
 import torch
 
 from layerprune.robustness._common import check_normalisation
-from layerprune.robustness.attack_specs import ATTACKS, AttackSpec, _fb, attack_norm, validate_attack_configs
+from layerprune.robustness.attack_specs import (
+    ATTACKS,
+    AttackSpec,
+    _fb,
+    attack_norm,
+    validate_attack_configs,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,12 @@ import torch
 from layerprune.data import build_dataset, seeded_subset
 from layerprune.io import atomic_path
 from layerprune.robustness._common import check_normalisation
-from layerprune.robustness.corruptions import CORRUPTIONS, _accuracy, corrupt_dataset, draw_corruption_grid
+from layerprune.robustness.corruptions import (
+    CORRUPTIONS,
+    _accuracy,
+    corrupt_dataset,
+    draw_corruption_grid,
+)
 from layerprune.robustness.published import read_cifar10c
 
 logger = logging.getLogger(__name__)

@@ -33,7 +33,7 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -738,7 +738,7 @@ def save_corruption_grid(
 
 def draw_corruption_grid(
     clean: np.ndarray,
-    rows: dict[str, Sequence[np.ndarray]],
+    rows: Mapping[str, Sequence[np.ndarray]],
     severities: Sequence[int],
     path: str | os.PathLike[str],
 ) -> None:
