@@ -46,31 +46,81 @@ def set_threads(threads: int | None) -> None:
 
 def add_emissions_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--emissions", type=Path, default=None, help="CodeCarbon tidy CSV to write")
+    add_tracking_args(parser)
+
+
+def add_tracking_args(parser: argparse.ArgumentParser) -> None:
+    """Whether and where (for the grid's carbon intensity) CodeCarbon tracks."""
     parser.add_argument(
         "--no-emissions",
         action="store_true",
-        help="do not track; the --emissions file is still written, with a header only",
+        help="do not track; the emissions files are still written, with a header only",
     )
     parser.add_argument("--country", default="USA", help="ISO 3166-1 alpha-3 code for CodeCarbon")
 
 
-def emissions_path(args: argparse.Namespace) -> Path | None:
-    """The CSV to track into, or None when tracking is off.
-
-    A file left by an earlier run of the same command is removed first: tracking appends one
-    row per phase, and a stage's CSV must describe that run alone (a resumed training run
-    carries its earlier energy forward itself), or summing its rows would count twice.
-    """
-    if args.emissions is not None and args.emissions.exists():
-        args.emissions.unlink()
-    return None if args.no_emissions else args.emissions
+def _fresh(path: Path | None) -> Path | None:
+    """``path`` with a file left by an earlier run removed: tracking appends one row per
+    phase, and a stage's CSV must describe that run alone (a resumed training run carries its
+    earlier energy forward itself), or summing its rows would count twice."""
+    if path is not None and path.exists():
+        path.unlink()
+    return path
 
 
-def finish_emissions(args: argparse.Namespace) -> None:
-    """Leave the declared output even when nothing was tracked (tracking off, or no training
-    because weights were imported): a CSV with the columns and no rows."""
-    if args.emissions is not None and (args.no_emissions or not args.emissions.exists()):
+def _finish(path: Path | None) -> None:
+    """Leave a declared emissions output even when nothing was tracked (tracking off, or no
+    training because weights were imported): a CSV with the columns and no rows."""
+    if path is not None and not path.exists():
         from layerprune.emissions import COLUMNS
         from layerprune.io import write_text
 
-        write_text(args.emissions, ",".join(COLUMNS) + "\n")
+        write_text(path, ",".join(COLUMNS) + "\n")
+
+
+def emissions_path(args: argparse.Namespace) -> Path | None:
+    """The ``--emissions`` CSV to track into (emptied of an earlier run's rows), or None when tracking is off."""
+    path = _fresh(args.emissions)
+    return None if args.no_emissions else path
+
+
+def finish_emissions(args: argparse.Namespace) -> None:
+    _finish(args.emissions)
+
+
+def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
+    """Flags of the stages that also evaluate the model they write (prune, finetune) as
+    ``layerprune evaluate`` does: the workflow then starts one process per model, not two
+    (starting Python, torch and the data costs more than evaluating a small model)."""
+    parser.add_argument(
+        "--metrics", type=Path, default=None, help="evaluate the written model into this metrics JSON"
+    )
+    parser.add_argument(
+        "--inference-emissions", type=Path, default=None, help="CodeCarbon CSV of that test-set inference pass"
+    )
+    parser.add_argument(
+        "--evaluation",
+        type=json_arg,
+        default={},
+        help="the config's evaluation section (batch_size, latency_batch_size, latency_repeats)",
+    )
+
+
+def evaluate_written_model(args: argparse.Namespace, model: torch.nn.Module, preprocessing: dict, path: Path) -> None:
+    """With ``--metrics``: the metrics of ``model`` (saved at ``path``), as ``layerprune evaluate`` writes them."""
+    if args.metrics is None:
+        return
+    from layerprune.evaluation import evaluate_model
+    from layerprune.io import write_json
+
+    csv = _fresh(args.inference_emissions)
+    metrics = evaluate_model(
+        model,
+        preprocessing,
+        args.data,
+        emissions_csv=None if args.no_emissions else csv,
+        country_iso_code=args.country,
+        **args.evaluation,
+    )
+    write_json(args.metrics, {**metrics, "model": str(path)})
+    _finish(csv)

@@ -1,4 +1,5 @@
-"""``layerprune finetune``: recover accuracy of a pruned model with the one training loop."""
+"""``layerprune finetune``: recover accuracy of a pruned model with the one training loop, and
+(with ``--metrics``) evaluate the fine-tuned model."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 from layerprune.cli._common import (
     add_data_args,
     add_emissions_args,
+    add_evaluation_args,
     add_threads_arg,
     emissions_path,
+    evaluate_written_model,
     finish_emissions,
     json_arg,
     set_threads,
@@ -46,6 +49,7 @@ def _run(args: argparse.Namespace) -> None:
     meta = {**ckpt.meta, "stage": "finetuned", "finetune": result.to_dict(), "parent": str(args.model)}
     save_checkpoint(args.out, ckpt.model.cpu(), preprocessing=ckpt.preprocessing, meta=meta)
     finish_emissions(args)
+    evaluate_written_model(args, ckpt.model, ckpt.preprocessing, args.out)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -58,5 +62,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", type=Path, required=True, help="folder for resumable training state")
     p.add_argument("--log-csv", type=Path, required=True, help="per-epoch log to write")
     add_emissions_args(p)
+    add_evaluation_args(p)
     add_threads_arg(p)
     p.set_defaults(func=_run)

@@ -1,4 +1,5 @@
-"""``layerprune prune``: score with one criterion, select under a budget, remove units."""
+"""``layerprune prune``: score with one criterion, select under a budget, remove units, and
+(with ``--metrics``) evaluate the pruned model before any fine-tuning."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from layerprune.cli._common import add_data_args, add_threads_arg, json_arg, set_threads
+from layerprune.cli._common import (
+    add_data_args,
+    add_evaluation_args,
+    add_threads_arg,
+    add_tracking_args,
+    evaluate_written_model,
+    json_arg,
+    set_threads,
+)
 from layerprune.criteria import CRITERIA
 from layerprune.data import build_dataset, calibration_loader
 from layerprune.io import read_json, write_csv, write_json
@@ -73,6 +82,7 @@ def _run(args: argparse.Namespace) -> None:
     meta = {**ckpt.meta, "stage": "pruned", "method": args.method, "budget": str(budget),
             "seed": args.seed, "removed": plan["removed"], "parent": str(args.model)}  # fmt: skip
     save_checkpoint(args.out, pruned, preprocessing=ckpt.preprocessing, meta=meta)
+    evaluate_written_model(args, pruned, ckpt.preprocessing, args.out)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -94,5 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scores", type=Path, required=True, help="tidy scores CSV to write")
     p.add_argument("--plan", type=Path, required=True, help="plan JSON to write")
     p.add_argument("--out", type=Path, required=True, help="pruned checkpoint to write")
+    add_evaluation_args(p)
+    add_tracking_args(p)
     add_threads_arg(p)
     p.set_defaults(func=_run)

@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow
 DATA_JSON = json.dumps(DATA)
 CONSENSUS_METRICS = ["cka", "procrustes"]
 FINETUNE = {"epochs": 1, "batch_size": 64, "lr": 0.05, "seed": 0}
+EVALUATION = {"latency_batch_size": 8, "latency_repeats": 2}
 
 
 def _layerprune(*args: object) -> list[str]:
@@ -114,6 +115,11 @@ def run(
     )  # fmt: skip
     check_ok(similarity, segment, robustness)
 
+    def evaluation(folder: Path) -> list[object]:
+        """The flags with which prune and finetune evaluate the model they write, as the workflow passes them."""
+        return ["--metrics", folder / "metrics.json", "--evaluation", json.dumps(EVALUATION),
+                "--inference-emissions", folder / "emissions_inference.csv", "--no-emissions"]  # fmt: skip
+
     def prune(method: str, budget: str, *extra: object) -> list[str]:
         out = p.pruned(method, budget)
         return _layerprune(
@@ -125,7 +131,7 @@ def run(
     check_ok(
         *run_together(
             prune("consensus", "blocks4", "--candidates", p.candidates, "--consensus-metrics", *CONSENSUS_METRICS,
-                  "--pruning", json.dumps({"min_units_per_stage": 1})),
+                  "--pruning", json.dumps({"min_units_per_stage": 1}), *evaluation(p.pruned("consensus", "blocks4"))),
             prune("sglp", "blocks2", "--segments", p.segments, "--calibration-size", 128,
                   "--calibration-batch-size", 64),
             cwd=root,
@@ -135,11 +141,11 @@ def run(
     pruned = p.pruned("consensus", "blocks4")
     finetuned = p.finetuned("consensus", "blocks4")
     evaluate, finetune = run_together(
-        _layerprune("evaluate", "--model", pruned / "model.pt", "--data", DATA_JSON, "--out", pruned / "metrics.json",
+        _layerprune("evaluate", "--model", pruned / "model.pt", "--data", DATA_JSON, "--out", pruned / "evaluate.json",
                     "--latency-batch-size", 8, "--latency-repeats", 2, "--threads", 1),
         _layerprune("finetune", "--model", pruned / "model.pt", "--data", DATA_JSON, "--finetune", json.dumps(FINETUNE),
                     "--out", finetuned / "model.pt", "--workdir", finetuned / "work", "--log-csv", finetuned / "log.csv",
-                    "--no-emissions", "--emissions", finetuned / "emissions_finetune.csv", "--threads", 1),
+                    "--emissions", finetuned / "emissions_finetune.csv", *evaluation(finetuned), "--threads", 1),
         cwd=root,
     )  # fmt: skip
     check_ok(evaluate, finetune)
@@ -222,10 +228,17 @@ def test_info_reports_the_reduced_blocks_per_stage(run, capsys):
     assert len(info["units"]) == 9 - 4
 
 
-def test_evaluate_writes_metrics(run):
+def test_prune_evaluates_the_pruned_model_as_evaluate_does(run):
     p, _ = run
     out = p.pruned("consensus", "blocks4")
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())  # written by prune
+    alone = json.loads((out / "evaluate.json").read_text())  # `layerprune evaluate` on its checkpoint
+    timing = {"latency_ms"}
+    assert {k: v for k, v in metrics.items() if k not in timing} == {k: v for k, v in alone.items() if k not in timing}
+    emissions = (out / "emissions_inference.csv").read_text().splitlines()
+    assert len(emissions) == 1 and emissions[0].startswith("phase,")  # tracking off: header only
+    keys = {"top1", "loss", "n_test", "params", "macs", "blocks_per_stage", "latency_ms", "latency_batch_size",
+            "latency_device", "model"}  # fmt: skip
     keys = {"top1", "loss", "n_test", "params", "macs", "blocks_per_stage", "latency_ms", "latency_batch_size",
             "latency_device", "model"}  # fmt: skip
     assert keys <= set(metrics)
@@ -259,6 +272,11 @@ def test_finetuning_recovers_the_accuracy_of_a_pruned_model(run):
     finetuned_top1 = float(log["test_acc"].iloc[-1])
     # removing 4 of 9 units hurts; one epoch of fine-tuning must visibly recover it
     assert finetuned_top1 > pruned_top1 + 0.1, (pruned_top1, finetuned_top1)
+    metrics = json.loads((out / "metrics.json").read_text())  # the fine-tuned model, evaluated by finetune
+    assert metrics["top1"] == pytest.approx(finetuned_top1, abs=1 / 360)
+    plan = json.loads((p.pruned("consensus", "blocks4") / "plan.json").read_text())
+    assert metrics["blocks_per_stage"] == plan["blocks_per_stage_after"]
+    assert metrics["n_test"] == 360 and metrics["model"].endswith("model.pt")
     ckpt = load_checkpoint(out / "model.pt")
     assert ckpt.meta["stage"] == "finetuned"
     assert (

@@ -1,15 +1,16 @@
-# Clean evaluation of any model (baseline, pruned, fine-tuned): top-1, params, MACs,
-# latency, and the CodeCarbon-tracked energy of one test-set inference pass.
+# Clean evaluation of the baseline: top-1, params, MACs, latency, and the CodeCarbon-tracked
+# energy of one test-set inference pass. The pruned and fine-tuned models get the same
+# evaluation from the jobs that write them (prune_model, finetune_model).
 
 
 rule evaluate_model:
     message:
-        "Evaluating {wildcards.experiment}/{wildcards.model}"
+        "Evaluating the baseline of {wildcards.experiment}"
     input:
-        model="results/{experiment}/{model}/model.pt",
+        model=rules.baseline_train.output.model,
     output:
-        metrics="results/{experiment}/{model}/metrics.json",
-        emissions="results/{experiment}/{model}/emissions_inference.csv",
+        metrics="results/{experiment}/baseline/metrics.json",
+        emissions="results/{experiment}/baseline/emissions_inference.csv",
     params:
         data=as_json("data"),
         batch_size=lookup(dpath="evaluation/batch_size", within=config),
@@ -19,9 +20,9 @@ rule evaluate_model:
         emissions_flag=emissions_flag(),
     threads: fanout_threads()
     log:
-        "logs/evaluate_model/{experiment}/{model}.log",
+        "logs/evaluate_model/{experiment}/baseline.log",
     benchmark:
-        "benchmarks/evaluate_model/{experiment}/{model}.tsv"
+        "benchmarks/evaluate_model/{experiment}/baseline.tsv"
     conda:
         "../../envs/layerprune.yaml"
     shell:

@@ -1,5 +1,7 @@
 # Pruning: for every configured criterion, budget and seed, score the removable units,
-# select under the budget (plan saved first) and physically remove them.
+# select under the budget (plan saved first), physically remove them, and evaluate the
+# pruned model before fine-tuning (in the same job: a second process per model would cost
+# more than the evaluation itself).
 
 
 rule prune_model:
@@ -14,6 +16,8 @@ rule prune_model:
         scores="results/{experiment}/pruned/{method}/{budget}/seed{seed}/scores.csv",
         plan="results/{experiment}/pruned/{method}/{budget}/seed{seed}/plan.json",
         model="results/{experiment}/pruned/{method}/{budget}/seed{seed}/model.pt",
+        metrics="results/{experiment}/pruned/{method}/{budget}/seed{seed}/metrics.json",
+        emissions="results/{experiment}/pruned/{method}/{budget}/seed{seed}/emissions_inference.csv",
     params:
         data=as_json("data"),
         pruning=as_json("pruning"),
@@ -22,6 +26,9 @@ rule prune_model:
         calibration_size=lookup(dpath="calibration/size", within=config),
         calibration_batch_size=lookup(dpath="calibration/batch_size", within=config),
         calibration_seed=lookup(dpath="calibration/seed", within=config),
+        evaluation=as_json("evaluation"),
+        country=lookup(dpath="emissions/country_iso_code", within=config),
+        emissions_flag=emissions_flag(),
     threads: fanout_threads()
     resources:
         mem_mb=8000,
@@ -39,4 +46,6 @@ rule prune_model:
         " --segments {input.segments} --calibration-size {params.calibration_size}"
         " --calibration-batch-size {params.calibration_batch_size}"
         " --calibration-seed {params.calibration_seed} --scores {output.scores}"
-        " --plan {output.plan} --out {output.model} --threads {threads} > {log} 2>&1"
+        " --plan {output.plan} --out {output.model} --metrics {output.metrics}"
+        " --evaluation {params.evaluation:q} --inference-emissions {output.emissions}"
+        " {params.emissions_flag} --country {params.country} --threads {threads} > {log} 2>&1"
