@@ -2,7 +2,8 @@
 
 The module starts a cluster on loopback (tests/slurm/start_cluster.sh; needs root and the Debian
 packages slurmctld, slurmd, slurm-client, munge), derives a test profile from
-profiles/slurm/config.yaml (tests/slurm/make_test_profile.py) and checks that
+profiles/slurm/config.yaml (tests/slurm/make_test_profile.py) and runs the repository's own
+workflow (Snakefile, config.yaml with tests/slurm/quick_config.yaml) through it. It checks that
 
 - every compute job really went through SLURM: its SLURM job id from Snakemake's log was
   submitted to and completed by slurmctld (slurmctld.log), and `scontrol show job` names its rule;
@@ -10,22 +11,25 @@ profiles/slurm/config.yaml (tests/slurm/make_test_profile.py) and checks that
   and the other rules did not;
 - the outputs equal a local run's with profiles/workstation (JSON field by field, minus timings;
   checkpoints tensor by tensor);
-- `scancel` of a running training job leaves no output, partial or whole, and a rerun completes,
-  resuming from the last epoch checkpoint, with the bytes of an uninterrupted run.
+- `scancel` of the running baseline training job (`layerprune baseline`, after its first epoch
+  checkpoint) fails the Snakemake run and leaves none of the rule's outputs and no temporary file,
+  and a rerun of the same command resumes the trainer from that checkpoint and ends with the
+  weights of an uninterrupted local run.
 
 Without the SLURM binaries (or without root) the module is skipped, unless LAYERPRUNE_REQUIRE_SLURM=1
-(set by CI), in which case it fails. `WORKFLOW` picks what the main test runs: the real workflow
-(one training epoch, ~5 min on 2 busy cores) or the toy one in tests/slurm/toy_workflow (~1 min).
-Snakemake's SLURM executor polls job states at growing intervals (1 s, then +10 s while nothing
-finishes), so even tiny jobs take tens of seconds.
+(set by CI), in which case it fails. Snakemake's SLURM executor polls job states at growing
+intervals (1 s, then +10 s while nothing finishes), so even tiny jobs take tens of seconds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -64,17 +68,10 @@ class WorkflowUnderTest:
     targets: tuple[str, ...]
     outputs: tuple[str, ...]
     gpu_rules: tuple[str, ...]
-    fanout_rules: tuple[str, ...] = ()  # rules whose local threads are a share of the cores
+    # Rules whose local threads are a share of the cores.
+    fanout_rules: tuple[str, ...] = ()
 
 
-TOY = WorkflowUnderTest(
-    files=("tests/slurm/toy_workflow",),
-    snakefile="tests/slurm/toy_workflow/Snakefile",
-    args=("--config", "epochs=3", "seconds_per_epoch=0", "seed=7"),
-    targets=("results/toy/metrics.json",),
-    outputs=("results/toy/model.json", "results/toy/metrics.json"),
-    gpu_rules=("baseline_train",),
-)
 # The real workflow (Snakefile, rules, config, workflow profile), trained for one epoch.
 REAL = WorkflowUnderTest(
     files=("Snakefile", "config.yaml", "workflow", "envs", "profiles/default"),
@@ -88,8 +85,26 @@ REAL = WorkflowUnderTest(
     gpu_rules=("baseline_train",),
     fanout_rules=("evaluate_model",),
 )
-# The workflow the main test runs: TOY (seconds) or REAL (minutes).
+# The workflow the main test runs.
 WORKFLOW = REAL
+# The scancel test: the real baseline training alone (rule baseline_train), for RESUME_EPOCHS
+# epochs (tests/slurm/resume_config.yaml), so that it can be cancelled after the first.
+RESUME_EPOCHS = 3
+RESUME = WorkflowUnderTest(
+    files=REAL.files,
+    snakefile=REAL.snakefile,
+    args=(*REAL.args, str(SLURM_TESTS / "resume_config.yaml")),
+    targets=("results/quick-digits/baseline/model.pt",),
+    # All declared outputs of baseline_train.
+    outputs=(
+        "results/quick-digits/baseline/model.pt",
+        "results/quick-digits/baseline/train_log.csv",
+        "results/quick-digits/baseline/emissions_train.csv",
+    ),
+    gpu_rules=("baseline_train",),
+)
+# The trainer's resumable state (the rule's `--workdir`, not an output: it survives a failed job).
+RESUME_STATE = "results/quick-digits/baseline/train_state/last.pt"
 # Output fields that measure the machine rather than the result: not compared.
 VOLATILE_KEYS = frozenset({"latency_ms", "latency_device"})
 
@@ -122,7 +137,7 @@ def _run(
     cmd: list[str], *, env: dict[str, str], timeout: float, cwd: Path | None = None
 ) -> subprocess.CompletedProcess:
     # Snakemake runs in its working directory: it loads the workflow profile profiles/default
-    # relative to the current directory, so the repo's own must not leak into toy runs.
+    # relative to the current directory (and the Snakefile's), so it must be the run's own copy.
     return subprocess.run(
         cmd,
         env=env,
@@ -170,10 +185,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     env["PATH"] = f"{Path(sys.executable).parent}:{search}"
     env["SLURM_CONF"] = str(cdir / "slurm.conf")
     env.pop("SNAKEMAKE_PROFILE", None)
-    start = _run(
-        [str(SLURM_TESTS / "start_cluster.sh"), str(cdir)], env=env, timeout=120
-    )
     try:
+        # Inside the try: a start that fails or times out half-way is stopped too.
+        start = _run(
+            [str(SLURM_TESTS / "start_cluster.sh"), str(cdir)], env=env, timeout=120
+        )
         if start.returncode != 0:
             pytest.fail(
                 f"start_cluster.sh failed (rc {start.returncode}):\n{start.stderr[-4000:]}"
@@ -261,9 +277,17 @@ def test_workflow_runs_through_slurm(cluster: Cluster, tmp_path: Path) -> None:
         # The cluster profile caps every rule to the node's 2 CPUs; give the local run the
         # same thread counts, so that floating-point sums (the test loss) agree bit for bit.
         _snakemake(
-            wf, local, REPO / "profiles" / "workstation", "--cores", "2",
-            *(["--set-threads", *(f"{rule}=2" for rule in wf.fanout_rules)] if wf.fanout_rules else []),
-        ),  # fmt: skip
+            wf,
+            local,
+            REPO / "profiles" / "workstation",
+            "--cores",
+            "2",
+            *(
+                ["--set-threads", *(f"{rule}=2" for rule in wf.fanout_rules)]
+                if wf.fanout_rules
+                else []
+            ),
+        ),
         env=cluster.env,
         timeout=RUN_TIMEOUT_S,
         cwd=local,
@@ -301,80 +325,143 @@ def test_workflow_runs_through_slurm(cluster: Cluster, tmp_path: Path) -> None:
         _assert_same_output(remote / rel, local / rel)
 
 
+@contextlib.contextmanager
+def _background(
+    cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path
+) -> Iterator[subprocess.Popen]:
+    """Run `cmd` in the background (its output in `log`) within the block; on leaving the block,
+    also through a failure, kill its process group if it still runs."""
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group: the kill reaches its children
+        )
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _running_job(cluster: Cluster, rule: str) -> str:
+    """The id of a RUNNING SLURM job of `rule` (by the plugin's comment), or "" if none."""
+    queue = _run(
+        ["squeue", "-h", "-t", "running", "-o", "%i %k"], env=cluster.env, timeout=30
+    ).stdout
+    for line in queue.splitlines():
+        job_id, _, comment = line.partition(" ")
+        if comment == f"rule_{rule}" or comment.startswith(f"rule_{rule}_wildcards_"):
+            return job_id
+    return ""
+
+
+def _log_rows(path: Path) -> list[dict[str, str]]:
+    """The rows of a training log CSV without its wall-clock column."""
+    with path.open(newline="") as fh:
+        return [
+            {k: v for k, v in row.items() if k != "seconds"}
+            for row in csv.DictReader(fh)
+        ]
+
+
+def _epoch_done(log_csv: Path) -> bool:
+    """Whether a training run's per-epoch log CSV exists and has a row."""
+    try:
+        return len(log_csv.read_text().splitlines()) >= 2
+    except FileNotFoundError:
+        return False
+
+
 def test_scancel_leaves_no_output_and_rerun_resumes(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    wf = WorkflowUnderTest(
-        files=TOY.files,
-        snakefile=TOY.snakefile,
-        args=("--config", "epochs=6", "seconds_per_epoch=1.5", "seed=3"),
-        targets=("results/toy/model.json",),
-        outputs=("results/toy/model.json",),
-        gpu_rules=("baseline_train",),
-    )
+    wf = RESUME
     workdir = _workdir(tmp_path / "slurm", wf)
-    out = workdir / "results/toy/model.json"
-    ckpt_dir = workdir / "resume/baseline_train/toy"
+    state = workdir / RESUME_STATE
+    epoch_log = workdir / "results/quick-digits/baseline/train_log.csv"
     cmd = _snakemake(wf, workdir, cluster.profile)
-    with open(tmp_path / "run1.log", "w") as log_fh:
-        proc = subprocess.Popen(
-            cmd,
-            env=cluster.env,
-            cwd=workdir,
-            stdout=log_fh,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        try:
-            # Wait for the training job to run and finish its first epoch, then cancel it.
+    # The uninterrupted reference: a local run with the same config and the thread count of the
+    # cluster's 2-CPU node (same CPU arithmetic), in the background while the SLURM runs mostly
+    # wait for Snakemake's status polls.
+    local = _workdir(tmp_path / "local", wf)
+    local_cmd = _snakemake(wf, local, REPO / "profiles" / "workstation", "--cores", "2")
+    local_log = tmp_path / "local.log"
+    with _background(local_cmd, env=cluster.env, cwd=local, log=local_log) as reference:
+        run1_log = tmp_path / "run1.log"
+        with _background(cmd, env=cluster.env, cwd=workdir, log=run1_log) as run1:
+            # Wait until the training job runs and has finished its first epoch, then cancel it
+            # while it trains the next one. The epoch is finished once the per-epoch log (written
+            # after last.pt) has a row; it is polled every 50 ms, because an epoch takes about a
+            # second on an idle machine.
             deadline = time.monotonic() + CANCEL_WAIT_S
             job_id = ""
-            while time.monotonic() < deadline and proc.poll() is None:
-                queue = _run(
-                    ["squeue", "-h", "-t", "running", "-o", "%i %k"],
-                    env=cluster.env,
-                    timeout=30,
-                ).stdout
-                running = [
-                    line.split()[0]
-                    for line in queue.splitlines()
-                    if line.endswith(" rule_baseline_train")
-                ]
-                job_id = running[0] if running else ""
-                if job_id and list(ckpt_dir.glob("epoch*.json")):
-                    break
+            while not job_id and time.monotonic() < deadline and run1.poll() is None:
+                job_id = _running_job(cluster, "baseline_train")
                 time.sleep(0.5)
-            assert job_id, (
-                f"training job never ran:\n{(tmp_path / 'run1.log').read_text()[-4000:]}"
+            while (
+                job_id
+                and not _epoch_done(epoch_log)
+                and time.monotonic() < deadline
+                and run1.poll() is None
+            ):
+                time.sleep(0.05)
+            assert job_id and state.exists() and _epoch_done(epoch_log), (
+                f"training job {job_id or '(none)'} did not finish its first epoch in "
+                f"{CANCEL_WAIT_S} s:\n{run1_log.read_text()[-4000:]}"
             )
-            assert (
-                _run(["scancel", job_id], env=cluster.env, timeout=30).returncode == 0
-            )
-            rc = proc.wait(timeout=CANCEL_WAIT_S)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    log = (tmp_path / "run1.log").read_text()
-    assert rc != 0, f"Snakemake did not notice the cancelled job:\n{log[-4000:]}"
-    assert "JobState=CANCELLED" in cluster.scontrol_job(job_id)
-    # No output, and no half-written temporary file beside it.
-    assert not out.exists()
-    assert not list(workdir.glob("results/**/*.tmp"))
-    epochs_done = len(list(ckpt_dir.glob("epoch*.json")))
-    assert 1 <= epochs_done < 6
+            cancel = _run(["scancel", job_id], env=cluster.env, timeout=30)
+            assert cancel.returncode == 0, cancel.stderr
+            rc = run1.wait(timeout=CANCEL_WAIT_S)
+        log = run1_log.read_text()
+        assert rc != 0, f"Snakemake did not notice the cancelled job:\n{log[-4000:]}"
+        assert "JobState=CANCELLED" in cluster.scontrol_job(job_id)
+        # None of the rule's outputs, whole or partial, and no temporary file beside them (atomic
+        # writes use hidden temporaries in the target's folder, e.g. .model.pt.<random>.tmp).
+        left = [rel for rel in wf.outputs if (workdir / rel).exists()]
+        assert not left, f"outputs of the cancelled job are left: {left}"
+        hidden = sorted(
+            str(p.relative_to(workdir)) for p in workdir.glob("results/**/.*")
+        )
+        assert not hidden, f"temporary files are left: {hidden}"
+        # The trainer's checkpoint survived, from a run that was cut short.
+        from layerprune.train.state import load_state
 
-    res = _run(cmd, env=cluster.env, timeout=RUN_TIMEOUT_S, cwd=workdir)
-    assert res.returncode == 0, f"rerun failed:\n{(res.stdout + res.stderr)[-4000:]}"
-    train_log = (workdir / "logs/baseline_train/toy.log").read_text()
-    assert re.search(r"resuming from epoch [1-5] ", train_log), train_log
+        epochs_done = int(load_state(state)["epoch"])
+        assert 1 <= epochs_done < RESUME_EPOCHS, epochs_done
 
-    # The resumed result equals an uninterrupted run's.
-    ref = tmp_path / "reference"
-    subprocess.run(
-        [sys.executable, str(SLURM_TESTS / "toy_workflow" / "toy_train.py"), "--out", str(ref / "model.json"),
-         "--ckpt-dir", str(ref / "ckpt"), "--epochs", "6", "--seed", "3"],
-        check=True, timeout=60,
-    )  # fmt: skip
-    assert json.loads(out.read_text()) == json.loads((ref / "model.json").read_text())
-    assert out.read_bytes() == (ref / "model.json").read_bytes()
+        # The same command again: it resumes and completes.
+        res = _run(cmd, env=cluster.env, timeout=RUN_TIMEOUT_S, cwd=workdir)
+        rerun_log = res.stdout + res.stderr
+        (tmp_path / "run2.log").write_text(rerun_log)
+        assert res.returncode == 0, f"rerun failed:\n{rerun_log[-4000:]}"
+        jobs = _submitted(rerun_log)
+        assert list(jobs.values()) == ["baseline_train"], jobs
+        assert "JobState=COMPLETED" in cluster.scontrol_job(next(iter(jobs)))
+        # layerprune.train.loop logs "resuming <last.pt> at epoch <next>/<epochs>".
+        train_log = (workdir / "logs/baseline_train/quick-digits.log").read_text()
+        resumed = re.search(r"resuming (\S+) at epoch (\d+)/(\d+)", train_log)
+        assert resumed, f"the rerun did not resume:\n{train_log[-4000:]}"
+        assert resumed.group(1).endswith(RESUME_STATE), resumed.group(1)
+        assert int(resumed.group(2)) == epochs_done + 1 >= 2, resumed.group(0)
+        assert int(resumed.group(3)) == RESUME_EPOCHS, resumed.group(0)
+        from layerprune.models.checkpoint import load_checkpoint
+
+        model = workdir / "results/quick-digits/baseline/model.pt"
+        meta = load_checkpoint(model).meta["train"]
+        assert meta["resumed_from_epoch"] == epochs_done, meta
+        assert meta["epochs"] == RESUME_EPOCHS, meta
+
+        ref_rc = reference.wait(timeout=RUN_TIMEOUT_S)
+    assert ref_rc == 0, f"local run failed:\n{local_log.read_text()[-4000:]}"
+    assert (
+        "resuming" not in (local / "logs/baseline_train/quick-digits.log").read_text()
+    )
+    # The resumed result equals the uninterrupted run's, weight for weight.
+    _assert_same_output(model, local / "results/quick-digits/baseline/model.pt")
+    assert _log_rows(epoch_log) == _log_rows(local / epoch_log.relative_to(workdir))
