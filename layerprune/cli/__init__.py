@@ -11,9 +11,11 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 
-__all__ = ["COMMANDS", "build_parser", "main"]
+__all__ = ["COMMANDS", "build_parser", "exit_on_sigterm", "main"]
 
 # subcommand -> module under layerprune.cli that registers it (module.register(subparsers))
 COMMANDS = {
@@ -52,8 +54,24 @@ def _command(argv: list[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
+def exit_on_sigterm() -> None:
+    """Turns SIGTERM into ``SystemExit(143)``.
+
+    SLURM's ``scancel`` and Snakemake stop jobs with SIGTERM, which by default ends Python at
+    once, skipping the ``except``/``finally`` blocks that remove an atomic write's temporary
+    file. As an exception it unwinds: a killed job leaves no half-written file behind.
+    """
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        exit_on_sigterm()
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
