@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from layerprune.models import count_macs, get_units, get_model
+from layerprune.models import count_macs, get_model, get_units
 from layerprune.similarity.extract import extract_representations
 from layerprune.surgery import remove_units
 from layerprune.train import measure_latency

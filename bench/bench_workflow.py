@@ -39,7 +39,7 @@ def main() -> None:
     full = snakemake(workdir, args.cores)
     noop = snakemake(workdir, args.cores)
     jobs = sum(1 for _ in (workdir / "benchmarks").rglob("*.tsv"))
-    print(f"| run | seconds | target |\n|---|---|---|")
+    print("| run | seconds | target |\n|---|---|---|")
     print(f"| default workflow from clean results/ ({jobs} jobs, {args.cores} cores) | {full:.0f} | < 600 |")
     print(f"| no-op rerun | {noop:.1f} | < 5 |")
     print(f"full run {full / 600:.2f} of its budget; no-op {noop / 5:.2f} of its budget (workdir {workdir})")

@@ -10,12 +10,12 @@ from typing import Any
 import torch
 import yaml
 
-__all__ = ["json_arg", "add_data_args", "set_threads"]
+__all__ = ["add_data_args", "json_arg", "set_threads"]
 
 
 def json_arg(value: str) -> Any:
     """A JSON/YAML object given inline or as a file path (``@file.yaml`` or a path ending .json/.yaml)."""
-    path = value[1:] if value.startswith("@") else value
+    path = value.removeprefix("@")
     if value.startswith("@") or Path(path).suffix in (".json", ".yaml", ".yml"):
         if not Path(path).is_file():
             raise argparse.ArgumentTypeError(f"file {path} not found")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from layerprune.models import ARCHITECTURES, count_macs, count_params, get_model, get_units, load_checkpoint
+from layerprune.models import (
+    ARCHITECTURES,
+    count_macs,
+    count_params,
+    get_model,
+    get_units,
+    load_checkpoint,
+)
 from layerprune.models.units import Unit
 
 __all__ = ["describe", "register"]

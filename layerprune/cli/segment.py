@@ -8,7 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from layerprune.io import write_json
-from layerprune.segmentation import DEFAULT_THRESHOLD, choose_k, fisher_segments, optimal_losses
+from layerprune.segmentation import (
+    DEFAULT_THRESHOLD,
+    choose_k,
+    fisher_segments,
+    optimal_losses,
+)
 from layerprune.similarity.extract import Representations
 
 

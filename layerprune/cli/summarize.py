@@ -10,7 +10,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from layerprune.summary import build_summary, collect_runs, write_main_tables, write_summary
+from layerprune.summary import (
+    build_summary,
+    collect_runs,
+    write_main_tables,
+    write_summary,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 __all__ = [
+    "SOURCES",
     "ArrayImageDataset",
     "ArrayTransform",
     "DatasetInfo",
-    "SOURCES",
     "build_dataset",
     "dataset_info",
     "seeded_subset",

@@ -16,10 +16,18 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from layerprune.figures import inputs
-from layerprune.figures.results import accuracy_vs_macs, compare_experiments, energy, pareto
+from layerprune.figures.results import (
+    accuracy_vs_macs,
+    compare_experiments,
+    energy,
+    pareto,
+)
 from layerprune.figures.robustness import robustness_adversarial, robustness_corruptions
 from layerprune.figures.similarity import cka_segments, criterion_scores
-from layerprune.figures.style import FORMATS, save_figure  # first: selects the Agg backend
+from layerprune.figures.style import (  # first: selects the Agg backend
+    FORMATS,
+    save_figure,
+)
 
 __all__ = [
     "FIGURES",

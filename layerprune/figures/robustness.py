@@ -13,7 +13,13 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from layerprune.figures.inputs import BASELINE_KEY, RunKey
-from layerprune.figures.style import BASELINE_COLOR, budget_linestyle, figure_style, method_color, note
+from layerprune.figures.style import (
+    BASELINE_COLOR,
+    budget_linestyle,
+    figure_style,
+    method_color,
+    note,
+)
 from layerprune.summary import budget_sort_key, method_label
 
 __all__ = ["robustness_adversarial", "robustness_corruptions"]

@@ -133,9 +133,7 @@ def load_external_weights(model: nn.Module, path: str | os.PathLike) -> nn.Modul
     """
     path = Path(path)
     payload = _read(path)
-    if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        payload = payload["state_dict"]
-    elif isinstance(payload, dict) and "state_dict" in payload:
+    if isinstance(payload, dict) and (payload.get("format") == FORMAT or "state_dict" in payload):
         payload = payload["state_dict"]
     if not isinstance(payload, dict):
         raise ValueError(f"{path} holds a {type(payload).__name__}, not a state dict")

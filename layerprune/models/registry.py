@@ -43,7 +43,9 @@ TORCHVISION_LAYOUTS: dict[int, tuple[str, tuple[int, ...]]] = {
 
 
 def _torchvision_resnet(kind: str, blocks: Sequence[int], num_classes: int, in_channels: int) -> nn.Module:
-    from layerprune.models.imagenet_resnet import TorchvisionResNet  # imports torchvision
+    from layerprune.models.imagenet_resnet import (
+        TorchvisionResNet,  # imports torchvision
+    )
 
     return TorchvisionResNet(kind, blocks, num_classes=num_classes, in_channels=in_channels)
 

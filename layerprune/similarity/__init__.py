@@ -17,7 +17,13 @@ from layerprune.similarity.distances import (
     procrustes_distance,
     wasserstein_distance_1d,
 )
-from layerprune.similarity.minibatch import MODES, SGLP_BATCH_SIZE, MinibatchCKA, cka_matrix, sglp_cka_matrix
+from layerprune.similarity.minibatch import (
+    MODES,
+    SGLP_BATCH_SIZE,
+    MinibatchCKA,
+    cka_matrix,
+    sglp_cka_matrix,
+)
 
 __all__ = [
     "DISTANCES",

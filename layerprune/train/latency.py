@@ -10,7 +10,12 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from layerprune.train.device import autocast, resolve_amp, select_device, use_channels_last
+from layerprune.train.device import (
+    autocast,
+    resolve_amp,
+    select_device,
+    use_channels_last,
+)
 
 __all__ = ["measure_latency"]
 

@@ -18,8 +18,8 @@ because the workflow reruns a job after any of these changed and expects fresh w
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import hashlib
+import importlib.metadata
 import io
 import json
 import logging
