@@ -79,18 +79,33 @@ def test_summary_has_a_row_per_scheduled_model_and_no_missing_values(run: dict) 
     expected = {(m, b) for m in CONFIG["methods"] for b in CONFIG["budgets"]}
     assert set(zip(finetuned["method"], finetuned["budget"])) == expected
     assert len(finetuned) == len(expected)
-    for column in ("params", "macs", "top1", "top1_delta", "macs_reduction", "latency_ms",
-                   "adv_accuracy_mean", "corruption_accuracy_mean", "finetune_energy_kwh"):  # fmt: skip
+    every_row = ("params", "params_reduction", "macs", "macs_reduction", "top1", "top1_delta", "latency_ms",
+                 "inference_energy_kwh", "inference_co2_kg")  # fmt: skip
+    compared = ("adv_accuracy_mean", "corruption_accuracy_mean", "mce")  # baseline and fine-tuned models
+    for column in every_row:
+        assert not summary[column].isna().any(), column
+    for column in (*compared, "finetune_energy_kwh", "finetune_co2_kg"):
         assert not finetuned[column].isna().any(), column
+    for column in compared:
+        assert not baseline[column].isna().any(), column
     assert (finetuned["macs_reduction"] > 0).all()
 
 
+FIGURES = ("accuracy_vs_macs", "energy", "pareto", "cka_segments", "criterion_scores",
+           "robustness_adversarial", "robustness_corruptions")  # fmt: skip
+
+
 def test_figures_tables_and_report_exist_and_are_not_empty(run: dict) -> None:
-    figures = list((run["results"] / "figures").glob("*"))
-    assert {f.suffix for f in figures} >= {".png", ".pdf"}
-    assert len([f for f in figures if f.suffix == ".png"]) >= 5
-    for path in [*figures, *(run["results"] / "tables").glob("*"), run["dir"] / "report.html"]:
+    figures = sorted(p.name for p in (run["results"] / "figures").glob("*"))
+    assert figures == sorted(f"{name}.{fmt}" for name in FIGURES for fmt in CONFIG["figures"]["formats"])
+    tables = sorted(p.name for p in (run["results"] / "tables").glob("*"))
+    assert tables == ["main.md", "main.tex"]
+    for path in [*(run["results"] / "figures").glob("*"), *(run["results"] / "tables").glob("*")]:
         assert path.stat().st_size > 0, path
+    report = (run["dir"] / "report.html").read_text()
+    for name in FIGURES:  # every figure is in the report, with its caption
+        assert f"{name}.png" in report, name
+    assert "config.yaml" in report  # the config used
     table = (run["results"] / "tables" / "main.md").read_text()
     for method in CONFIG["methods"]:
         assert method_label(method) in table, method
@@ -115,8 +130,36 @@ def test_changing_a_plotting_option_reruns_only_plotting(run: dict) -> None:
 
 
 def test_robust_accuracy_at_epsilon_zero_is_clean_accuracy_and_monotone(run: dict) -> None:
+    import torch
+
+    from layerprune.config import validate_config
+    from layerprune.models import load_checkpoint
+    from layerprune.robustness.corrupted_set import test_images
+
+    config = validate_config(CONFIG)
+    section = config["robustness"]
+    images, labels = test_images(config["data"], section["size"], section["seed"])
+    ckpt = load_checkpoint(run["results"] / "baseline" / "model.pt")
+    mean, std = (torch.tensor(ckpt.preprocessing[k]).view(1, -1, 1, 1) for k in ("mean", "std"))
+    x = (torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255 - mean) / std
+    with torch.no_grad():
+        clean = float((ckpt.model(x).argmax(1) == torch.from_numpy(labels)).float().mean())
     frame = pd.read_csv(run["results"] / "robustness" / "baseline" / "adversarial.csv")
     for attack, group in frame.groupby("attack"):
         group = group.sort_values("epsilon")
         assert math.isclose(group["epsilon"].iloc[0], 0.0)
+        assert group["robust_accuracy"].iloc[0] == pytest.approx(clean, abs=1e-12), attack
         assert group["robust_accuracy"].is_monotonic_decreasing, attack
+
+
+def test_experiments_are_compared_in_one_figure_when_asked(run: dict) -> None:
+    """``figures: {compare: [...]}`` draws this experiment beside others; only that figure is made."""
+    other = run["dir"] / "results" / "other-experiment"
+    other.mkdir()
+    summary = pd.read_csv(run["results"] / "summary.csv")
+    summary.assign(top1=summary["top1"] * 0.9).to_csv(other / "summary.csv", index=False)
+    target = f"results/{EXPERIMENT}/figures/compare_experiments.png"
+    result = snakemake(run["dir"], target, "--config", "figures={compare: [other-experiment]}")
+    assert "figures_compare" in result.stderr
+    assert "prune_model" not in result.stderr and "finetune_model" not in result.stderr
+    assert (run["results"] / "figures" / "compare_experiments.png").stat().st_size > 0
