@@ -19,6 +19,7 @@ __all__ = ["COMMANDS", "build_parser", "exit_on_sigterm", "main"]
 
 # subcommand -> module under layerprune.cli that registers it (module.register(subparsers))
 COMMANDS = {
+    "config": "config",
     "info": "info",
     "baseline": "baseline",
     "evaluate": "evaluate",

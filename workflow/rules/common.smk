@@ -192,5 +192,5 @@ def get_final_output():
     ]
     if config["robustness"]["enabled"]:
         outputs += [f"{RESULTS}/robustness/{model}/adversarial.csv" for model in compared_models()]
-    outputs += [f"{RESULTS}/summary.csv", f"{RESULTS}/tables/main.md", *figure_targets()]
+    outputs += [f"{RESULTS}/summary.csv", f"{RESULTS}/tables/main.md", f"{RESULTS}/config.html", *figure_targets()]
     return outputs

@@ -42,3 +42,25 @@ rule summarize_results:
         " --pruned-inference-emissions {input.pruned_inference_emissions}"
         " --adversarial {input.adversarial} --corruptions {input.corruptions}"
         " --out {output.summary} --table-md {output.table_md} --table-tex {output.table_tex} > {log} 2>&1"
+
+
+rule report_config:
+    message:
+        "Recording the config {wildcards.experiment} ran with"
+    output:
+        config="results/{experiment}/config.yaml",
+        page=report(
+            "results/{experiment}/config.html",
+            caption="../report/config.rst",
+            category="config",
+            labels={"file": "config (resolved)"},
+        ),
+    params:
+        config=json.dumps(config, sort_keys=True),
+    localrule: True
+    log:
+        "logs/report_config/{experiment}.log",
+    conda:
+        "../../envs/layerprune.yaml"
+    shell:
+        "layerprune config --json {params.config:q} --out {output.config} --html {output.page} > {log} 2>&1"
