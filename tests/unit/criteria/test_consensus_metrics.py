@@ -1,47 +1,45 @@
 """Consensus votes over exactly the configured ``similarity.metrics``, as the workflow wires it.
 
-The rules pass ``consensus_metrics()`` (workflow/rules/common.smk) both to ``layerprune similarity --metrics``
-(the candidate table) and to ``layerprune prune --consensus-metrics``; here that helper runs on a config and
-its output drives the same library calls, on the trained digits model.
+The rules pass the configured metrics both to ``layerprune similarity --metrics`` (the candidate table)
+and to ``layerprune prune --consensus-metrics``; a dry run shows the commands, and the same library
+calls then run on the trained digits model.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from digits_resnet import INPUT_SIZE
 
-from layerprune.config import validate_config
 from layerprune.pruning import prune_model, score_units
 from layerprune.selection import Budget
 from layerprune.similarity.tables import candidate_distances
 
-COMMON_SMK = Path(__file__).resolve().parents[3] / "workflow" / "rules" / "common.smk"
+REPO = Path(__file__).resolve().parents[3]
 
 
-def consensus_metrics(config: dict) -> list[str]:
-    """Runs common.smk's ``consensus_metrics()`` (plain Python) on ``config``; returns the metrics it passes."""
-    source = COMMON_SMK.read_text()
-    match = re.search(r"^def consensus_metrics\(\):\n(?:(?:    .*)?\n)+", source, flags=re.MULTILINE)
-    assert match, "consensus_metrics() not found in common.smk"
-    namespace: dict = {"config": config}
-    exec(match.group(0), namespace)  # noqa: S102 - our own workflow source, to test the helper the rules call
-    return namespace["consensus_metrics"]().split()
-
-
-@pytest.mark.parametrize(
-    "metrics", [["procrustes"], ["bures", "cca_angular"], ["cka", "procrustes", "cca", "bures", "wasserstein"]]
-)
-def test_helper_passes_exactly_the_configured_metrics(metrics: list[str]) -> None:
-    config = validate_config({"experiment": "x", "similarity": {"metrics": metrics}})
-    assert consensus_metrics(config) == metrics
+@pytest.mark.parametrize("metrics", [["procrustes"], ["bures", "cca_angular"]])
+def test_workflow_passes_exactly_the_configured_metrics(tmp_path: Path, metrics: list[str]) -> None:
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+        "--configfile", str(REPO / "config.yaml"), "--cores", "1", "--dry-run", "--printshellcmds",
+        "--config", f"similarity={{metrics: [{', '.join(metrics)}]}}", "methods=[consensus]", "budgets=[blocks2]",
+        "--", "results/quick-digits/pruned/consensus/blocks2/seed0/model.pt",
+    ]  # fmt: skip
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, check=True)
+    listed = " ".join(metrics)
+    assert re.search(rf"layerprune similarity .*--metrics {listed} ", result.stdout), result.stdout[-3000:]
+    assert re.search(rf"--consensus-metrics {listed} ", result.stdout), result.stdout[-3000:]
 
 
 def test_consensus_over_procrustes_alone_ranks_like_procrustes(trained, representations) -> None:
-    config = validate_config({"experiment": "x", "similarity": {"metrics": ["procrustes"]}})
-    metrics = consensus_metrics(config)
+    metrics = ["procrustes"]
     table = candidate_distances(representations, metrics)  # what the similarity rule writes
     assert set(table["metric"]) == {"procrustes"}
     scores = score_units(
