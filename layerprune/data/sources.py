@@ -184,7 +184,7 @@ class ArrayTransform:
 
     def __call__(self, image: np.ndarray) -> torch.Tensor:
         """``image``: uint8 (H, W) or (H, W, C). Returns float (C, size, size)."""
-        x = torch.from_numpy(np.ascontiguousarray(image))
+        x = torch.from_numpy(np.array(image))  # a copy: arrays read from files can be read-only
         x = (x.unsqueeze(0) if x.ndim == 2 else x.permute(2, 0, 1)).float().div_(255.0)
         if tuple(x.shape[1:]) != (self.size, self.size):
             x = F.interpolate(x[None], size=(self.size, self.size), mode="bilinear", antialias=True)[0]
