@@ -123,7 +123,10 @@ def main() -> None:
         "top1"
     ]
     rows = []
-    for method in sorted(CRITERIA):
+    # Every criterion one-shot (greedy loss is SLEB's iterative loop by definition), then
+    # Pons et al.'s iterative CKA: remove one unit, rescore the smaller model, repeat.
+    runs = [(method, method, False) for method in sorted(CRITERIA)] + [("cka (iterative)", "cka", True)]
+    for label, method, iterative in runs:
         start = time.perf_counter()
         result = prune_model(
             method,
@@ -136,13 +139,14 @@ def main() -> None:
             consensus_metrics=args.metrics,
             segments=segmentation["segment_units"],
             calibration_loader=loader,
+            iterative=iterative,
             seed=args.seed,
         )
         top1 = evaluate(
             result.model, test_set, batch_size=args.batch_size, device="cpu"
         )["top1"]
-        log.info("%s: %.1f s, top-1 %.4f", method, time.perf_counter() - start, top1)
-        rows.append((method, result.plan, top1))
+        log.info("%s: %.1f s, top-1 %.4f", label, time.perf_counter() - start, top1)
+        rows.append((label, result.plan, top1))
 
     # The table is this script's output (stdout); progress goes to the log (stderr).
     print(f"ResNet-56 ({weights.name}), budget {args.budget}, min_units_per_stage {args.min_units_per_stage}, "
