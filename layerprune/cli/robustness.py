@@ -68,7 +68,7 @@ def _robustness(args: argparse.Namespace) -> None:
     write_csv(args.corruptions, corruptions)
     if args.ood:
         if not args.ood_sets:
-            raise SystemExit("--ood needs --ood-sets (the config's robustness.ood_sets)")
+            raise ValueError("--ood needs --ood-sets (the config's robustness.ood_sets)")
         ood = evaluate_ood_sets(
             ckpt.model, args.ood_sets, mean=mean, std=std, input_size=ckpt.preprocessing.get("input_size"),
             batch_size=args.batch_size, device=device,
