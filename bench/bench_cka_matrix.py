@@ -202,7 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sample = _sample_pairs(widths)
     logger.info(
         "ResNet-%d: %d representations (stem + %d units), widths %s; torch %s, %d threads, float64",
-        args.depth, num_units, num_units - 1, sorted(set(widths)), torch.__version__, args.threads,
+        args.depth,
+        num_units,
+        num_units - 1,
+        sorted(set(widths)),
+        torch.__version__,
+        args.threads,
     )
     rows = []
     for n in args.n:
@@ -226,15 +231,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     for n, ours, naive, naive_cka_s, naive_peak_all, timed in rows:
         logger.info(
             "%6d %-22s %12s %10.1f %10.1f %10.1f %9.0f %10.0f %25s",
-            n, f"ours minibatch b={args.batch_size}", f"{ours['pairs_run']}/{ours['pairs_run']}",
-            ours["forward_s"], ours["cka_s"], ours["forward_s"] + ours["cka_s"], ours["peak_mib"],
-            ours["peak_mib"] - ours["baseline_mib"], "-",
+            n,
+            f"ours minibatch b={args.batch_size}",
+            f"{ours['pairs_run']}/{ours['pairs_run']}",
+            ours["forward_s"],
+            ours["cka_s"],
+            ours["forward_s"] + ours["cka_s"],
+            ours["peak_mib"],
+            ours["peak_mib"] - ours["baseline_mib"],
+            "-",
         )
         logger.info(
             "%6d %-22s %12s %10.1f %10s %10s %9.0f %10.0f %25.0f",
-            n, "naive per-pair Gram", f"{timed}/{len(all_pairs)}", naive["forward_s"],
-            f"~{naive_cka_s:.0f}", f"~{naive['forward_s'] + naive_cka_s:.0f}", naive["peak_mib"],
-            naive["peak_mib"] - naive["baseline_mib"], naive_peak_all,
+            n,
+            "naive per-pair Gram",
+            f"{timed}/{len(all_pairs)}",
+            naive["forward_s"],
+            f"~{naive_cka_s:.0f}",
+            f"~{naive['forward_s'] + naive_cka_s:.0f}",
+            naive["peak_mib"],
+            naive["peak_mib"] - naive["baseline_mib"],
+            naive_peak_all,
         )
         for i, j, dt in naive["pair_timings"]:
             logger.info("%6s   naive pair (%d, %d), widths %d + %d: %.1f s", "", i, j, widths[i], widths[j], dt)
@@ -244,8 +261,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.info(
             "n=%d ratios naive/ours: CKA time %.0fx, end-to-end %.0fx, peak memory %.1fx (measured) / %.1fx "
             "(all units held), above baseline %.1fx / %.1fx; ours matrix finite: %s",
-            n, naive_cka_s / ours["cka_s"], (naive["forward_s"] + naive_cka_s) / ours_total,
-            naive["peak_mib"] / ours["peak_mib"], naive_peak_all / ours["peak_mib"],
+            n,
+            naive_cka_s / ours["cka_s"],
+            (naive["forward_s"] + naive_cka_s) / ours_total,
+            naive["peak_mib"] / ours["peak_mib"],
+            naive_peak_all / ours["peak_mib"],
             (naive["peak_mib"] - naive["baseline_mib"]) / (ours["peak_mib"] - ours["baseline_mib"]),
             (naive_peak_all - naive["baseline_mib"]) / (ours["peak_mib"] - ours["baseline_mib"]),
             ours["finite"],
@@ -254,9 +274,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         first, last = rows[0], rows[-1]
         logger.info(
             "ours peak memory n=%d -> n=%d: %.0f -> %.0f MiB (x%.2f for x%.1f samples; above baseline %.0f -> %.0f)",
-            first[0], last[0], first[1]["peak_mib"], last[1]["peak_mib"],
-            last[1]["peak_mib"] / first[1]["peak_mib"], last[0] / first[0],
-            first[1]["peak_mib"] - first[1]["baseline_mib"], last[1]["peak_mib"] - last[1]["baseline_mib"],
+            first[0],
+            last[0],
+            first[1]["peak_mib"],
+            last[1]["peak_mib"],
+            last[1]["peak_mib"] / first[1]["peak_mib"],
+            last[0] / first[0],
+            first[1]["peak_mib"] - first[1]["baseline_mib"],
+            last[1]["peak_mib"] - last[1]["baseline_mib"],
         )
     logger.info(
         "naive CKA time is extrapolated from the timed pairs (time proportional to d_i + d_j) to all %d pairs; "

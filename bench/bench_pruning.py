@@ -55,7 +55,7 @@ def main() -> None:
     full, feats_full = time_scoring(model, loader, False, args.repeats)
     same = np.allclose(feats_cached, feats_full, atol=1e-5)
     print(f"## CKA scoring of {len(candidates)} candidates of ResNet-56, n={args.n}, {args.threads} threads")
-    print("| variant | seconds (median of %d) |" % args.repeats)
+    print(f"| variant | seconds (median of {args.repeats}) |")
     print("|---|---|")
     print(f"| full model per candidate | {full:.2f} |")
     print(f"| prefix caching | {cached:.2f} |")
@@ -63,7 +63,7 @@ def main() -> None:
 
     names = {s: [u.name for u in units if u.stage == s] for s in range(3)}
     keep = {0: 2, 1: 2, 2: 3}
-    drop = [n for s, ns in names.items() for n in ns[keep[s]:]]
+    drop = [n for s, ns in names.items() for n in ns[keep[s] :]]
     pruned = remove_units(model, drop).eval()
     macs_full, _ = count_macs(model, (3, 32, 32))
     macs_pruned, _ = count_macs(pruned, (3, 32, 32))

@@ -42,25 +42,19 @@ def find_weights(shared: Path) -> Path:
     folder = shared / "models" / "cifar-resnet"
     found = sorted(folder.glob("resnet56-*.th"))
     if not found:
-        raise FileNotFoundError(
-            f"no resnet56-*.th in {folder}; pass --shared pointing at the shared folder"
-        )
+        raise FileNotFoundError(f"no resnet56-*.th in {folder}; pass --shared pointing at the shared folder")
     return found[0]
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--shared",
         type=Path,
         default=Path("../shared"),
         help="folder with data/ and models/",
     )
-    parser.add_argument(
-        "--n-test", type=int, default=1000, help="seeded test images for top-1"
-    )
+    parser.add_argument("--n-test", type=int, default=1000, help="seeded test images for top-1")
     parser.add_argument(
         "--calibration",
         type=int,
@@ -81,9 +75,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
     data = {
         "name": "imagefolder",
@@ -97,9 +89,7 @@ def main() -> None:
     model = load_external_weights(get_model("resnet56", num_classes=10), weights).eval()
     total_macs, _ = count_macs(model, INPUT_SIZE)
     test_set = seeded_subset(build_dataset(data, "test"), args.n_test, args.seed)
-    loader = calibration_loader(
-        data, size=args.calibration, batch_size=args.batch_size, seed=args.seed
-    )
+    loader = calibration_loader(data, size=args.calibration, batch_size=args.batch_size, seed=args.seed)
 
     start = time.perf_counter()
     reps = extract_representations(model, loader, input_size=INPUT_SIZE, progress=False)
@@ -110,18 +100,14 @@ def main() -> None:
     )
     distances = candidate_distances(reps, args.metrics)
     offset = reps.matrix_names.index(reps.units[0])
-    segmentation = segment_units(
-        reps.units, reps.cka_matrix[offset:, offset:], "auto", DEFAULT_THRESHOLD
-    )
+    segmentation = segment_units(reps.units, reps.cka_matrix[offset:, offset:], "auto", DEFAULT_THRESHOLD)
     log.info(
         "%d segments: %s",
         segmentation["k"],
         [s[0] + ".." + s[-1] for s in segmentation["segment_units"]],
     )
 
-    baseline = evaluate(model, test_set, batch_size=args.batch_size, device="cpu")[
-        "top1"
-    ]
+    baseline = evaluate(model, test_set, batch_size=args.batch_size, device="cpu")["top1"]
     rows = []
     # Every criterion one-shot (greedy loss is SLEB's iterative loop by definition), then
     # Pons et al.'s iterative CKA: remove one unit, rescore the smaller model, repeat.
@@ -142,9 +128,7 @@ def main() -> None:
             iterative=iterative,
             seed=args.seed,
         )
-        top1 = evaluate(
-            result.model, test_set, batch_size=args.batch_size, device="cpu"
-        )["top1"]
+        top1 = evaluate(result.model, test_set, batch_size=args.batch_size, device="cpu")["top1"]
         log.info("%s: %.1f s, top-1 %.4f", label, time.perf_counter() - start, top1)
         rows.append((label, result.plan, top1))
 
@@ -155,9 +139,7 @@ def main() -> None:
           f"{[len(s) for s in segmentation['segment_units']]}\n")  # fmt: skip
     print("| method | removed units | blocks per stage | MACs reduction | top-1 |")
     print("|---|---|---|---|---|")
-    print(
-        f"| unpruned | - | {list(model.blocks_per_stage)} | 0.0% | {100 * baseline:.1f}% |"
-    )
+    print(f"| unpruned | - | {list(model.blocks_per_stage)} | 0.0% | {100 * baseline:.1f}% |")
     for method, plan, top1 in rows:
         removed = ", ".join(plan["removed"])
         print(f"| {method} | {removed} | {plan['blocks_per_stage_after']} | {100 * plan['macs_reduction']:.1f}% "

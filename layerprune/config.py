@@ -96,7 +96,9 @@ def check_robustness(config: dict) -> None:
     names = [entry["name"] for entry in section["ood_sets"]]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ConfigError(f"invalid config:\n  robustness.ood_sets: {repeated} listed more than once; list each set once")
+        raise ConfigError(
+            f"invalid config:\n  robustness.ood_sets: {repeated} listed more than once; list each set once"
+        )
     if section["ood_sets"] and config["data"]["name"] in _NOT_CIFAR10:
         raise ConfigError(
             f"invalid config:\n  robustness.ood_sets: {names} are CIFAR-10 test sets (32x32 RGB, its 10 classes) and "

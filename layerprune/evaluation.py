@@ -47,9 +47,7 @@ def evaluate_model(
     ):
         scores = evaluate(model, test_set, batch_size=batch_size, device=device, num_workers=num_workers)
     macs, _ = count_macs(model.cpu(), input_size)
-    latency = measure_latency(
-        model, input_size, batch_size=latency_batch_size, device=device, repeats=latency_repeats
-    )
+    latency = measure_latency(model, input_size, batch_size=latency_batch_size, device=device, repeats=latency_repeats)
     metrics = {
         "top1": scores["top1"],
         "loss": scores["loss"],
@@ -61,5 +59,7 @@ def evaluate_model(
         "latency_batch_size": latency_batch_size,
         "latency_device": str(device),
     }
-    log.info("top-1 %.4f on %d test images, %d params, %d MACs", metrics["top1"], metrics["n_test"], metrics["params"], macs)
+    log.info(
+        "top-1 %.4f on %d test images, %d params, %d MACs", metrics["top1"], metrics["n_test"], metrics["params"], macs
+    )
     return metrics

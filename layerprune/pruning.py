@@ -264,9 +264,7 @@ def prune_model(method: str, budget: Budget, model: nn.Module, input_size: Seque
     two steps themselves and write the plan in between (the ``prune`` command does).
     """
     planned = plan_pruning(method, budget, model, input_size, **kwargs)
-    return PruneResult(
-        plan=planned.plan, scores=planned.scores, model=apply_plan(model, planned), steps=planned.steps
-    )
+    return PruneResult(plan=planned.plan, scores=planned.scores, model=apply_plan(model, planned), steps=planned.steps)
 
 
 def _iterative_scores(method: str, reps: Representations) -> dict[str, float]:

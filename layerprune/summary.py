@@ -373,7 +373,9 @@ def build_summary(
             "inference_energy_kwh": infer["energy_kwh"],
             "inference_co2_kg": infer["co2_kg"],
             "energy_source": _sources(train, infer),
-            "adv_accuracy_mean": _adversarial_mean(None if baseline_adversarial is None else Path(baseline_adversarial)),
+            "adv_accuracy_mean": _adversarial_mean(
+                None if baseline_adversarial is None else Path(baseline_adversarial)
+            ),
             "corruption_accuracy_mean": corr_mean,
             "mce": base_mce,
             "mce_corruptions": base_used,
@@ -592,4 +594,3 @@ def write_main_tables(summary: pd.DataFrame, markdown: str | Path | None, latex:
     if latex is not None:
         written.append(write_text(latex, main_table_latex(table)))
     return written
-

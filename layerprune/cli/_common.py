@@ -92,9 +92,7 @@ def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
     """Flags of the stages that also evaluate the model they write (prune, finetune) as
     ``layerprune evaluate`` does: the workflow then starts one process per model, not two
     (starting Python, torch and the data costs more than evaluating a small model)."""
-    parser.add_argument(
-        "--metrics", type=Path, default=None, help="evaluate the written model into this metrics JSON"
-    )
+    parser.add_argument("--metrics", type=Path, default=None, help="evaluate the written model into this metrics JSON")
     parser.add_argument(
         "--inference-emissions", type=Path, default=None, help="CodeCarbon CSV of that test-set inference pass"
     )

@@ -23,8 +23,8 @@ def config_page(config: dict, text: str) -> str:
     """A self-contained HTML page showing ``text`` (the config as YAML)."""
     title = f"Config of experiment {html.escape(str(config.get('experiment', '')))}"
     return (
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>"
-        f"{title}</title></head>\n<body style=\"font-family: sans-serif\">\n<h1>{title}</h1>\n"
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>'
+        f'{title}</title></head>\n<body style="font-family: sans-serif">\n<h1>{title}</h1>\n'
         "<p>As the workflow ran it: the config file and any <code>--config</code> overrides, with every "
         "default of <code>workflow/schemas/config.schema.yaml</code> filled in.</p>\n"
         f"<pre>{html.escape(text)}</pre>\n</body></html>\n"

@@ -39,24 +39,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__ + f"\n\nFigures: {', '.join(FIGURES)}.",
     )
     files = {"nargs": "*", "type": Path, "default": [], "metavar": "FILE"}
-    p.add_argument("--summary", type=Path, default=None,
-                   help="summary.csv of `layerprune summarize` (accuracy_vs_macs, energy, pareto)")
+    p.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        help="summary.csv of `layerprune summarize` (accuracy_vs_macs, energy, pareto)",
+    )
     p.add_argument("--cka", type=Path, default=None, help="similarity/unit_cka.csv (cka_segments)")
-    p.add_argument("--segments", type=Path, default=None,
-                   help="segments/segments.json (boxes on cka_segments, boundaries on criterion_scores)")
+    p.add_argument(
+        "--segments",
+        type=Path,
+        default=None,
+        help="segments/segments.json (boxes on cka_segments, boundaries on criterion_scores)",
+    )
     p.add_argument("--scores", **files, help="pruned/<method>/<budget>/seed<N>/scores.csv files (criterion_scores)")
-    p.add_argument("--scores-budget", default=None,
-                   help="budget whose scores are drawn, e.g. blocks2 (default: the first among --scores)")
-    p.add_argument("--adversarial", **files,
-                   help="robustness/<model>/adversarial.csv files, robustness/baseline/ included")
+    p.add_argument(
+        "--scores-budget",
+        default=None,
+        help="budget whose scores are drawn, e.g. blocks2 (default: the first among --scores)",
+    )
+    p.add_argument(
+        "--adversarial", **files, help="robustness/<model>/adversarial.csv files, robustness/baseline/ included"
+    )
     p.add_argument("--corruptions", **files, help="robustness/<model>/corruptions.csv files")
-    p.add_argument("--robustness-dir", type=Path, default=None,
-                   help="a robustness/ folder: adds every adversarial.csv and corruptions.csv found under it")
-    p.add_argument("--compare", **files,
-                   help="other experiments' summary.csv (compare_experiments; each named by its folder)")
+    p.add_argument(
+        "--robustness-dir",
+        type=Path,
+        default=None,
+        help="a robustness/ folder: adds every adversarial.csv and corruptions.csv found under it",
+    )
+    p.add_argument(
+        "--compare", **files, help="other experiments' summary.csv (compare_experiments; each named by its folder)"
+    )
     p.add_argument("--out-dir", type=Path, required=True, help="folder for <name>.<fmt>")
-    p.add_argument("--only", nargs="+", choices=list(FIGURES), default=None, metavar="NAME",
-                   help=f"draw only these figures (default: all that have their inputs); one of {list(FIGURES)}")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(FIGURES),
+        default=None,
+        metavar="NAME",
+        help=f"draw only these figures (default: all that have their inputs); one of {list(FIGURES)}",
+    )
     p.add_argument("--formats", nargs="+", choices=FORMATS, default=["png", "pdf"], help="file formats")
     p.add_argument("--dpi", type=int, default=150, help="raster resolution")
     p.set_defaults(func=_run)

@@ -92,7 +92,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", required=True, help="blocksN (remove N units) or macsP (remove >= P%% of MACs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pruning", type=json_arg, default={}, help="the config's pruning section")
-    p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section (fine-tuning between iterative cka steps)")
+    p.add_argument(
+        "--finetune",
+        type=json_arg,
+        default={},
+        help="the config's finetune section (fine-tuning between iterative cka steps)",
+    )
     add_data_args(p)
     p.add_argument("--representations", type=Path, default=None, help="output of `layerprune extract`")
     p.add_argument("--candidates", type=Path, default=None, help="candidate distances (consensus)")

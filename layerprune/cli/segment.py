@@ -20,9 +20,7 @@ from layerprune.similarity.extract import Representations
 def segment_units(units: list[str], matrix: np.ndarray, segments: str | int, threshold: float) -> dict:
     """Segments of the units (rows of the unit-by-unit CKA matrix, stem excluded)."""
     if np.isnan(matrix).any():
-        raise ValueError(
-            "the unit CKA matrix has undefined (NaN) entries; use a larger calibration.size or batch_size"
-        )
+        raise ValueError("the unit CKA matrix has undefined (NaN) entries; use a larger calibration.size or batch_size")
     k = choose_k(matrix, threshold=threshold) if segments == "auto" else int(segments)
     if not 1 <= k <= len(units):
         raise ValueError(f"pruning.segments={segments} must be between 1 and the {len(units)} units")

@@ -54,24 +54,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     files = {"nargs": "*", "type": Path, "default": [], "metavar": "FILE"}
     p.add_argument("--baseline-metrics", type=Path, required=True, help="baseline/metrics.json")
-    p.add_argument("--baseline-train-emissions", type=Path, default=None,
-                   help="baseline/emissions_train.csv (training energy, the reference of fine-tuning costs)")
-    p.add_argument("--baseline-inference-emissions", type=Path, default=None,
-                   help="baseline/emissions_inference.csv")
+    p.add_argument(
+        "--baseline-train-emissions",
+        type=Path,
+        default=None,
+        help="baseline/emissions_train.csv (training energy, the reference of fine-tuning costs)",
+    )
+    p.add_argument("--baseline-inference-emissions", type=Path, default=None, help="baseline/emissions_inference.csv")
     p.add_argument("--baseline-adversarial", type=Path, default=None, help="robustness/baseline/adversarial.csv")
-    p.add_argument("--baseline-corruptions", type=Path, default=None,
-                   help="robustness/baseline/corruptions.csv (the reference of every run's mCE)")
-    p.add_argument("--pruned-metrics", **files, required=True,
-                   help="pruned/<method>/<budget>/seed<N>/metrics.json of every run (one run per file)")
+    p.add_argument(
+        "--baseline-corruptions",
+        type=Path,
+        default=None,
+        help="robustness/baseline/corruptions.csv (the reference of every run's mCE)",
+    )
+    p.add_argument(
+        "--pruned-metrics",
+        **files,
+        required=True,
+        help="pruned/<method>/<budget>/seed<N>/metrics.json of every run (one run per file)",
+    )
     p.add_argument("--plans", **files, required=True, help="pruned/<method>/<budget>/seed<N>/plan.json of every run")
     p.add_argument("--finetuned-metrics", **files, help="finetuned/<method>/<budget>/seed<N>/metrics.json")
     p.add_argument("--finetune-emissions", **files, help="finetuned/.../emissions_finetune.csv")
-    p.add_argument("--inference-emissions", **files,
-                   help="finetuned/.../emissions_inference.csv (the fine-tuned models' evaluation)")
-    p.add_argument("--pruned-inference-emissions", **files,
-                   help="pruned/.../emissions_inference.csv (the pruned models' evaluation, before fine-tuning)")
-    p.add_argument("--adversarial", **files,
-                   help="robustness/<method>/<budget>/seed<N>/adversarial.csv (of each run's last model)")
+    p.add_argument(
+        "--inference-emissions",
+        **files,
+        help="finetuned/.../emissions_inference.csv (the fine-tuned models' evaluation)",
+    )
+    p.add_argument(
+        "--pruned-inference-emissions",
+        **files,
+        help="pruned/.../emissions_inference.csv (the pruned models' evaluation, before fine-tuning)",
+    )
+    p.add_argument(
+        "--adversarial", **files, help="robustness/<method>/<budget>/seed<N>/adversarial.csv (of each run's last model)"
+    )
     p.add_argument("--corruptions", **files, help="robustness/<method>/<budget>/seed<N>/corruptions.csv")
     p.add_argument("--out", type=Path, required=True, help="summary.csv to write")
     p.add_argument("--table-md", type=Path, default=None, help="main table as Markdown (tables/main.md)")

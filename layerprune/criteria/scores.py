@@ -82,8 +82,7 @@ def random_scores(candidates: Sequence[str], seed: int) -> dict[str, float]:
 def weight_norm_scores(model: nn.Module, candidates: Sequence[str]) -> dict[str, float]:
     """L1 norm of each unit's weights (convolutions, linear and normalisation parameters)."""
     return {
-        name: float(sum(p.detach().abs().sum() for p in unit_module(model, name).parameters()))
-        for name in candidates
+        name: float(sum(p.detach().abs().sum() for p in unit_module(model, name).parameters())) for name in candidates
     }
 
 

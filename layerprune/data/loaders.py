@@ -16,6 +16,4 @@ def calibration_loader(data_cfg: dict, *, size: int, batch_size: int, seed: int 
     Every criterion of one experiment sees the same images, so their scores are comparable.
     """
     dataset = seeded_subset(build_dataset(data_cfg, "train", augment=False), size, seed)
-    return DataLoader(
-        dataset, batch_size=batch_size, shuffle=False, pin_memory=torch.cuda.is_available()
-    )
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=torch.cuda.is_available())

@@ -50,18 +50,10 @@ class Source:
 SOURCES: dict[str, Source] = {
     # Statistics of the 8x8 digits scaled to [0, 1] (the whole set: 0.305, 0.376).
     "digits": Source(10, 1, 16, (0.305,), (0.376,), None, False),
-    "fashion-mnist": Source(
-        10, 1, 28, (0.2860,), (0.3530,), "/usr/share/datasets/fashion-mnist", False
-    ),
-    "cifar10": Source(
-        10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "resources/cifar10", True
-    ),
-    "cifar100": Source(
-        100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "resources/cifar100", True
-    ),
-    "imagefolder": Source(
-        None, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), None, True
-    ),
+    "fashion-mnist": Source(10, 1, 28, (0.2860,), (0.3530,), "/usr/share/datasets/fashion-mnist", False),
+    "cifar10": Source(10, 3, 32, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "resources/cifar10", True),
+    "cifar100": Source(100, 3, 32, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "resources/cifar100", True),
+    "imagefolder": Source(None, 3, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), None, True),
 }
 
 
@@ -107,9 +99,7 @@ def dataset_info(cfg: dict, split: str = "train") -> DatasetInfo:
     mean = tuple(cfg.get("mean") or source.mean)
     std = tuple(cfg.get("std") or source.std)
     if len(mean) != source.in_channels or len(std) != source.in_channels:
-        raise ValueError(
-            f"data.mean/data.std need {source.in_channels} values for {cfg['name']}, got {mean} / {std}"
-        )
+        raise ValueError(f"data.mean/data.std need {source.in_channels} values for {cfg['name']}, got {mean} / {std}")
     return DatasetInfo(
         name=cfg["name"],
         num_classes=int(num_classes),
@@ -130,7 +120,7 @@ def _transform(cfg: dict, info: DatasetInfo, *, augment: bool, normalize: bool) 
         if augment:
             steps += [transforms.RandomResizedCrop(size), transforms.RandomHorizontalFlip()]
         else:
-            steps += [transforms.Resize(int(round(size * 256 / 224))), transforms.CenterCrop(size)]
+            steps += [transforms.Resize(round(size * 256 / 224)), transforms.CenterCrop(size)]
     else:  # small images: pad-and-crop (+ flip where the classes allow it)
         steps.append(transforms.Resize((size, size)))
         if augment:
@@ -327,9 +317,7 @@ def _imagefolder_dataset(cfg: dict, split: str, transform: Callable | None) -> D
     return datasets.ImageFolder(str(folder), transform=transform)
 
 
-def build_dataset(
-    cfg: dict, split: str, *, augment: bool = False, normalize: bool = True
-) -> Dataset:
+def build_dataset(cfg: dict, split: str, *, augment: bool = False, normalize: bool = True) -> Dataset:
     """The configured data set's ``split`` ("train" or "test").
 
     Args:

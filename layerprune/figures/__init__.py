@@ -103,8 +103,10 @@ def _compare(given: FigureInputs) -> Figure:
     summaries = {}
     if given.summary is not None:
         summaries[Path(given.summary).parent.name] = given.summary
-    others = given.compare.items() if isinstance(given.compare, Mapping) else (
-        (Path(p).parent.name, p) for p in given.compare
+    others = (
+        given.compare.items()
+        if isinstance(given.compare, Mapping)
+        else ((Path(p).parent.name, p) for p in given.compare)
     )
     for name, path in others:
         summaries.setdefault(name, path)

@@ -82,9 +82,7 @@ def _accuracy_panel(ax: Axes, summary: pd.DataFrame, title: str | None = None) -
 
 
 def _legend_handles(methods: Sequence[str], stages: Sequence[str]) -> list[Line2D]:
-    handles = [
-        Line2D([], [], color=method_color(m, methods), linewidth=2, label=method_label(m)) for m in methods
-    ]
+    handles = [Line2D([], [], color=method_color(m, methods), linewidth=2, label=method_label(m)) for m in methods]
     handles += [
         Line2D([], [], color="0.4", linestyle=_STAGE_STYLE[s][0], marker=_STAGE_STYLE[s][1], label=_STAGE_STYLE[s][2])
         for s in stages
@@ -183,10 +181,14 @@ def pareto(summary: pd.DataFrame) -> Figure:
         ax.set_ylabel("top-1 (%)")
         ax.set_title(f"Accuracy vs {label}")
     handles = [Line2D([], [], marker="*", color=BASELINE_COLOR, linestyle="none", markersize=10, label="baseline")]
-    handles += [Line2D([], [], marker="o", color=method_color(m, methods), linestyle="none", label=method_label(m))
-                for m in methods]
-    handles += [Line2D([], [], marker=markers[i % len(markers)], color="0.4", linestyle="none", label=b)
-                for i, b in enumerate(budgets)]
+    handles += [
+        Line2D([], [], marker="o", color=method_color(m, methods), linestyle="none", label=method_label(m))
+        for m in methods
+    ]
+    handles += [
+        Line2D([], [], marker=markers[i % len(markers)], color="0.4", linestyle="none", label=b)
+        for i, b in enumerate(budgets)
+    ]
     handles.append(Line2D([], [], color="0.5", label="Pareto front"))
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
@@ -219,8 +221,14 @@ def _energy_panel(ax: Axes, table: pd.DataFrame, col: str, ref: float, ref_label
             if m == "baseline":
                 continue
             change = 100 * (v - ref) / ref
-            ax.annotate(f"{change:+.0f}% vs {ref_label}", (v, yi), xytext=(3, 0), textcoords="offset points",
-                        va="center", fontsize=6.5)
+            ax.annotate(
+                f"{change:+.0f}% vs {ref_label}",
+                (v, yi),
+                xytext=(3, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=6.5,
+            )
     ax.set_xlim(0, 1.35 * float(np.nanmax(values)) if np.nanmax(values) > 0 else 1)
 
 
@@ -233,26 +241,48 @@ def energy(summary: pd.DataFrame) -> Figure:
     source (CodeCarbon estimates CPU power where no RAPL/NVML counters exist).
     """
     cols = ["inference_energy_kwh", "inference_co2_kg", "finetune_energy_kwh", "finetune_co2_kg"]
-    table = _final_means(summary, cols + ["train_energy_kwh", "train_co2_kg"])
+    table = _final_means(summary, [*cols, "train_energy_kwh", "train_co2_kg"])
     base = summary[summary["stage"] == "baseline"]
 
     def base_value(col: str) -> float:
         return float(base[col].iloc[0]) if not base.empty and col in base else math.nan
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 0.28 * len(table) * 2 + 3))
-    _energy_panel(axes[0, 0], table, "inference_energy_kwh", base_value("inference_energy_kwh"), "baseline",
-                  "kWh", "Inference energy")
-    _energy_panel(axes[1, 0], table, "inference_co2_kg", base_value("inference_co2_kg"), "baseline",
-                  "kg CO2-eq", "Inference CO2")
+    _energy_panel(
+        axes[0, 0],
+        table,
+        "inference_energy_kwh",
+        base_value("inference_energy_kwh"),
+        "baseline",
+        "kWh",
+        "Inference energy",
+    )
+    _energy_panel(
+        axes[1, 0], table, "inference_co2_kg", base_value("inference_co2_kg"), "baseline", "kg CO2-eq", "Inference CO2"
+    )
     ft = table.copy()
     is_base = ft["method"] == "baseline"
     # the baseline's bar in the fine-tuning column is its full training, the reference for fine-tuning costs
     ft.loc[is_base, "finetune_energy_kwh"] = ft.loc[is_base, "train_energy_kwh"]
     ft.loc[is_base, "finetune_co2_kg"] = ft.loc[is_base, "train_co2_kg"]
-    _energy_panel(axes[0, 1], ft, "finetune_energy_kwh", base_value("train_energy_kwh"), "training",
-                  "kWh", "Fine-tuning energy (baseline: training)")
-    _energy_panel(axes[1, 1], ft, "finetune_co2_kg", base_value("train_co2_kg"), "training",
-                  "kg CO2-eq", "Fine-tuning CO2 (baseline: training)")
+    _energy_panel(
+        axes[0, 1],
+        ft,
+        "finetune_energy_kwh",
+        base_value("train_energy_kwh"),
+        "training",
+        "kWh",
+        "Fine-tuning energy (baseline: training)",
+    )
+    _energy_panel(
+        axes[1, 1],
+        ft,
+        "finetune_co2_kg",
+        base_value("train_co2_kg"),
+        "training",
+        "kg CO2-eq",
+        "Fine-tuning CO2 (baseline: training)",
+    )
     sources = summary["energy_source"].dropna().astype(str) if "energy_source" in summary else pd.Series([], dtype=str)
     parts = sorted({p.strip() for s in sources for p in s.split(";") if p.strip()})
     if parts:

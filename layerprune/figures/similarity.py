@@ -57,12 +57,25 @@ def cka_segments(cka: pd.DataFrame | None, segments: Mapping[str, Any] | None = 
         for start, stop in segments["segments"]:
             first, last = names.index(units[start]), names.index(units[stop - 1])
             ax.add_patch(
-                Rectangle((first - 0.5, first - 0.5), last - first + 1, last - first + 1,
-                          fill=False, edgecolor="white", linewidth=2.0)
+                Rectangle(
+                    (first - 0.5, first - 0.5),
+                    last - first + 1,
+                    last - first + 1,
+                    fill=False,
+                    edgecolor="white",
+                    linewidth=2.0,
+                )
             )
             ax.add_patch(
-                Rectangle((first - 0.5, first - 0.5), last - first + 1, last - first + 1,
-                          fill=False, edgecolor="#d62728", linewidth=1.0, linestyle="--")
+                Rectangle(
+                    (first - 0.5, first - 0.5),
+                    last - first + 1,
+                    last - first + 1,
+                    fill=False,
+                    edgecolor="#d62728",
+                    linewidth=1.0,
+                    linestyle="--",
+                )
             )
         title += f" with k = {segments.get('k', len(segments['segments']))} Fisher segments"
     ax.set_title(title)

@@ -87,8 +87,14 @@ def _read(path: Path) -> Any:
     # The weights-only unpickler also fails on garbage with LookupError (IndexError, KeyError
     # on bad opcodes), ValueError or TypeError; all mean the same to the user.
     except (
-        RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, OSError,
-        LookupError, ValueError, TypeError,
+        RuntimeError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        EOFError,
+        OSError,
+        LookupError,
+        ValueError,
+        TypeError,
     ) as err:
         raise ValueError(
             f"checkpoint {path} is corrupt or not a torch file ({type(err).__name__}: "

@@ -90,9 +90,7 @@ class CifarResNet(nn.Module):
     ) -> None:
         super().__init__()
         if len(blocks_per_stage) != 3 or any(int(n) < 1 for n in blocks_per_stage):
-            raise ValueError(
-                f"blocks_per_stage must be three integers >= 1, got {list(blocks_per_stage)}"
-            )
+            raise ValueError(f"blocks_per_stage must be three integers >= 1, got {list(blocks_per_stage)}")
         if len(widths) != 3:
             raise ValueError(f"widths must have three entries, got {list(widths)}")
         self.blocks_per_stage = [int(n) for n in blocks_per_stage]

@@ -38,7 +38,7 @@ def count_macs(model: nn.Module, input_size: Sequence[int]) -> tuple[int, dict[s
     root = type(model).__name__
     per_module: dict[str, int] = {}
     for key, ops in counts.items():
-        if key == "Global" or key == root:
+        if key in ("Global", root):
             continue
         name = key.split(".", 1)[1] if key.startswith(root + ".") else key
         per_module[name] = int(sum(ops.values())) // 2

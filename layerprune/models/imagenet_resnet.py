@@ -44,9 +44,7 @@ class TorchvisionResNet(ResNet):
         if block not in _BLOCKS:
             raise ValueError(f"unknown block type {block!r}; expected one of {sorted(_BLOCKS)}")
         if len(blocks_per_stage) != 4 or any(int(n) < 1 for n in blocks_per_stage):
-            raise ValueError(
-                f"blocks_per_stage must be four integers >= 1, got {list(blocks_per_stage)}"
-            )
+            raise ValueError(f"blocks_per_stage must be four integers >= 1, got {list(blocks_per_stage)}")
         super().__init__(_BLOCKS[block], [int(n) for n in blocks_per_stage], num_classes=num_classes)
         if in_channels != 3:
             self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
@@ -83,8 +81,6 @@ class TorchvisionResNet(ResNet):
 def torchvision_resnet(depth: int, *, num_classes: int = 1000, in_channels: int = 3) -> TorchvisionResNet:
     """Builds torchvision's ResNet-``depth`` (18, 34 or 50) with random weights."""
     if depth not in TORCHVISION_LAYOUTS:
-        raise ValueError(
-            f"unknown torchvision ResNet depth {depth}; expected one of {sorted(TORCHVISION_LAYOUTS)}"
-        )
+        raise ValueError(f"unknown torchvision ResNet depth {depth}; expected one of {sorted(TORCHVISION_LAYOUTS)}")
     kind, layers = TORCHVISION_LAYOUTS[depth]
     return TorchvisionResNet(kind, layers, num_classes=num_classes, in_channels=in_channels)

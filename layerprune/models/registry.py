@@ -91,8 +91,7 @@ def get_model(
     blocks = list(blocks_per_stage) if blocks_per_stage is not None else list(arch.blocks_per_stage)
     if len(blocks) != len(arch.blocks_per_stage):
         raise ValueError(
-            f"{name} has {len(arch.blocks_per_stage)} stages, but blocks_per_stage={blocks} "
-            f"has {len(blocks)} entries"
+            f"{name} has {len(arch.blocks_per_stage)} stages, but blocks_per_stage={blocks} has {len(blocks)} entries"
         )
     return arch.build(blocks, num_classes, in_channels)
 
@@ -118,6 +117,4 @@ def build_model(spec: dict) -> nn.Module:
             )
     except KeyError as err:
         raise ValueError(f"model spec {spec} lacks the field {err.args[0]!r}") from None
-    raise ValueError(
-        f"unknown model family {family!r} in spec; expected 'cifar_resnet' or 'torchvision_resnet'"
-    )
+    raise ValueError(f"unknown model family {family!r} in spec; expected 'cifar_resnet' or 'torchvision_resnet'")

@@ -78,9 +78,7 @@ def check_prunable(model: nn.Module) -> None:
 def unit_names(model: nn.Module) -> list[str]:
     """Names of all units in forward order, e.g. ``["layer1.0", ..., "layer3.8"]``."""
     check_prunable(model)
-    return [
-        f"{stage}.{i}" for stage in model.stage_names for i in range(len(getattr(model, stage)))
-    ]
+    return [f"{stage}.{i}" for stage in model.stage_names for i in range(len(getattr(model, stage)))]
 
 
 def unit_module(model: nn.Module, name: str) -> nn.Module:
@@ -154,9 +152,7 @@ def bypass(model: nn.Module, names: Sequence[str]) -> Iterator[nn.Module]:
         for name in names:
             module = unit_module(model, name)
             if not _is_shape_preserving(module):
-                raise ValueError(
-                    f"unit {name!r} changes the shape of its input (downsampling); it is not removable"
-                )
+                raise ValueError(f"unit {name!r} changes the shape of its input (downsampling); it is not removable")
             stage, index = name.split(".")
             container = getattr(model, stage)
             originals.append((container, int(index), module))

@@ -645,8 +645,8 @@ def corruption_summary(df: pd.DataFrame, baseline_df: pd.DataFrame | None = None
     ce: pd.Series | None = None
     if baseline_df is not None:
         keys = ["corruption", "severity"]
-        merged = df[keys + ["accuracy"]].merge(
-            baseline_df[keys + ["accuracy"]], on=keys, how="left", suffixes=("", "_baseline")
+        merged = df[[*keys, "accuracy"]].merge(
+            baseline_df[[*keys, "accuracy"]], on=keys, how="left", suffixes=("", "_baseline")
         )
         missing = merged[merged["accuracy_baseline"].isna()]
         if not missing.empty:

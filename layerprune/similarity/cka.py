@@ -195,4 +195,3 @@ def rbf_cka(X: ArrayLike, Y: ArrayLike, sigma_fraction: float = 1.0) -> float:
     x, y = as_pair(X, Y, min_samples=3)
     gx, gy = rbf_gram(x, sigma_fraction), rbf_gram(y, sigma_fraction)
     return _ratio(hsic(gx, gy), hsic(gx, gx), hsic(gy, gy))
-

@@ -83,9 +83,7 @@ class MinibatchCKA:
     def _grams(self, features: Sequence[ArrayLike]) -> tuple[torch.Tensor, int]:
         """Flattened per-unit Gram matrices of one batch: ((L, b*b) float64, b), one unit in float64 at a time."""
         if len(features) != self.num_units:
-            raise ValueError(
-                f"update() got {len(features)} representations, expected one per unit ({self.num_units})"
-            )
+            raise ValueError(f"update() got {len(features)} representations, expected one per unit ({self.num_units})")
         flat: torch.Tensor | None = None
         b = -1
         for i, f in enumerate(features):

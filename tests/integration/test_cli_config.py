@@ -30,7 +30,12 @@ def test_config_names_the_bad_key(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_config_writes_yaml_and_a_report_page(tmp_path: Path) -> None:
-    config = {"experiment": "mine", "data": {"name": "digits", "root": "a<b"}, "methods": ["cka"], "budgets": ["blocks1"]}
+    config = {
+        "experiment": "mine",
+        "data": {"name": "digits", "root": "a<b"},
+        "methods": ["cka"],
+        "budgets": ["blocks1"],
+    }
     out, page = tmp_path / "config.yaml", tmp_path / "config.html"
     assert main(["config", "--json", json.dumps(config), "--out", str(out), "--html", str(page)]) == 0
     assert yaml.safe_load(out.read_text())["data"]["root"] == "a<b"

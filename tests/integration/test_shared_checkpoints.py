@@ -33,7 +33,9 @@ SUBSET = 500
 
 
 @pytest.fixture(scope="module")
-def cifar10_test_subset(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.Tensor, torch.Tensor]:
+def cifar10_test_subset(
+    shared_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[torch.Tensor, torch.Tensor]:
     """500 seeded images of the JPEG CIFAR-10 test split, normalised, as one (500, 3, 32, 32) batch.
 
     Unpacks test.tar (10,000 JPEGs) once for the module into a temporary cache.

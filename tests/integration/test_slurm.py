@@ -43,7 +43,7 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 SLURM_TESTS = REPO / "tests" / "slurm"
 sys.path.insert(0, str(SLURM_TESTS))
-from make_test_profile import write_test_profile
+from make_test_profile import write_test_profile  # noqa: E402  (tests/slurm is put on sys.path just above)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -128,9 +128,7 @@ class Cluster:
 
     def scontrol_job(self, job_id: str) -> str:
         """`scontrol show job` of a job (finished jobs stay for MinJobAge = 1 h)."""
-        return _run(
-            ["scontrol", "show", "job", job_id], env=self.env, timeout=30
-        ).stdout
+        return _run(["scontrol", "show", "job", job_id], env=self.env, timeout=30).stdout
 
 
 def _run(
@@ -160,9 +158,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """Start the one-node cluster for this module; stop it at the end, also after a failure."""
     search = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
     missing = [
-        b
-        for b in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol")
-        if not shutil.which(b, path=search)
+        b for b in ("slurmctld", "slurmd", "munged", "sbatch", "squeue", "scontrol") if not shutil.which(b, path=search)
     ]
     if missing:
         _skip_or_fail(
@@ -170,15 +166,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge"
         )
     if os.geteuid() != 0:
-        _skip_or_fail(
-            "the test cluster needs root (slurmd runs jobs as their user, munged as munge)"
-        )
+        _skip_or_fail("the test cluster needs root (slurmd runs jobs as their user, munged as munge)")
     try:
         import snakemake_executor_plugin_slurm  # noqa: F401
     except ImportError:
-        _skip_or_fail(
-            "snakemake-executor-plugin-slurm is not installed (pip install 'layerprune[workflow]')"
-        )
+        _skip_or_fail("snakemake-executor-plugin-slurm is not installed (pip install 'layerprune[workflow]')")
 
     cdir = tmp_path_factory.mktemp("slurm-cluster")
     env = dict(os.environ)
@@ -187,23 +179,15 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     env.pop("SNAKEMAKE_PROFILE", None)
     try:
         # Inside the try: a start that fails or times out half-way is stopped too.
-        start = _run(
-            [str(SLURM_TESTS / "start_cluster.sh"), str(cdir)], env=env, timeout=120
-        )
+        start = _run([str(SLURM_TESTS / "start_cluster.sh"), str(cdir)], env=env, timeout=120)
         if start.returncode != 0:
-            pytest.fail(
-                f"start_cluster.sh failed (rc {start.returncode}):\n{start.stderr[-4000:]}"
-            )
+            pytest.fail(f"start_cluster.sh failed (rc {start.returncode}):\n{start.stderr[-4000:]}")
         profile = write_test_profile(cdir / "profile", cdir / "slurm.conf")
         yield Cluster(dir=cdir, env=env, profile=profile.parent)
     finally:
-        stop = _run(
-            [str(SLURM_TESTS / "stop_cluster.sh"), str(cdir)], env=env, timeout=120
-        )
+        stop = _run([str(SLURM_TESTS / "stop_cluster.sh"), str(cdir)], env=env, timeout=120)
         if stop.returncode != 0:
-            pytest.fail(
-                f"stop_cluster.sh failed (rc {stop.returncode}):\n{stop.stderr[-4000:]}"
-            )
+            pytest.fail(f"stop_cluster.sh failed (rc {stop.returncode}):\n{stop.stderr[-4000:]}")
 
 
 def _workdir(base: Path, wf: WorkflowUnderTest) -> Path:
@@ -211,18 +195,14 @@ def _workdir(base: Path, wf: WorkflowUnderTest) -> Path:
     for rel in wf.files:
         src = REPO / rel
         if src.is_dir():
-            shutil.copytree(
-                src, base / rel, ignore=shutil.ignore_patterns("__pycache__")
-            )
+            shutil.copytree(src, base / rel, ignore=shutil.ignore_patterns("__pycache__"))
         elif src.is_file():
             (base / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, base / rel)
     return base
 
 
-def _snakemake(
-    wf: WorkflowUnderTest, workdir: Path, profile: Path, *extra: str
-) -> list[str]:
+def _snakemake(wf: WorkflowUnderTest, workdir: Path, profile: Path, *extra: str) -> list[str]:
     return [
         sys.executable, "-m", "snakemake",
         "--snakefile", str(workdir / wf.snakefile),
@@ -264,9 +244,7 @@ def _sbatch_calls(log: str) -> dict[str, str]:
     """The sbatch command line per rule, from the plugin's --verbose log."""
     return {
         m.group(2): m.group(1)
-        for m in re.finditer(
-            r"sbatch call: (sbatch .*?--comment rule_(\w+?)(?:_wildcards_\S*)? .*)", log
-        )
+        for m in re.finditer(r"sbatch call: (sbatch .*?--comment rule_(\w+?)(?:_wildcards_\S*)? .*)", log)
     }
 
 
@@ -282,11 +260,7 @@ def test_workflow_runs_through_slurm(cluster: Cluster, tmp_path: Path) -> None:
             REPO / "profiles" / "workstation",
             "--cores",
             "2",
-            *(
-                ["--set-threads", *(f"{rule}=2" for rule in wf.fanout_rules)]
-                if wf.fanout_rules
-                else []
-            ),
+            *(["--set-threads", *(f"{rule}=2" for rule in wf.fanout_rules)] if wf.fanout_rules else []),
         ),
         env=cluster.env,
         timeout=RUN_TIMEOUT_S,
@@ -313,9 +287,7 @@ def test_workflow_runs_through_slurm(cluster: Cluster, tmp_path: Path) -> None:
         assert "JobState=COMPLETED" in info
         # The GPU rules asked for a GPU; the others did not.
         assert ("gres:gpu:1" in info) == (rule in wf.gpu_rules), info
-    assert set(wf.gpu_rules) <= set(jobs.values()), (
-        f"GPU rules {wf.gpu_rules} not submitted: {jobs}"
-    )
+    assert set(wf.gpu_rules) <= set(jobs.values()), f"GPU rules {wf.gpu_rules} not submitted: {jobs}"
     calls = _sbatch_calls(log)
     for rule in wf.gpu_rules:
         assert "--gpus=1" in calls[rule].split(), calls[rule]
@@ -326,9 +298,7 @@ def test_workflow_runs_through_slurm(cluster: Cluster, tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _background(
-    cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path
-) -> Iterator[subprocess.Popen]:
+def _background(cmd: list[str], *, env: dict[str, str], cwd: Path, log: Path) -> Iterator[subprocess.Popen]:
     """Run `cmd` in the background (its output in `log`) within the block; on leaving the block,
     also through a failure, kill its process group if it still runs."""
     with open(log, "w") as fh:
@@ -351,9 +321,7 @@ def _background(
 
 def _running_job(cluster: Cluster, rule: str) -> str:
     """The id of a RUNNING SLURM job of `rule` (by the plugin's comment), or "" if none."""
-    queue = _run(
-        ["squeue", "-h", "-t", "running", "-o", "%i %k"], env=cluster.env, timeout=30
-    ).stdout
+    queue = _run(["squeue", "-h", "-t", "running", "-o", "%i %k"], env=cluster.env, timeout=30).stdout
     for line in queue.splitlines():
         job_id, _, comment = line.partition(" ")
         if comment == f"rule_{rule}" or comment.startswith(f"rule_{rule}_wildcards_"):
@@ -364,10 +332,7 @@ def _running_job(cluster: Cluster, rule: str) -> str:
 def _log_rows(path: Path) -> list[dict[str, str]]:
     """The rows of a training log CSV without its wall-clock column."""
     with path.open(newline="") as fh:
-        return [
-            {k: v for k, v in row.items() if k != "seconds"}
-            for row in csv.DictReader(fh)
-        ]
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in csv.DictReader(fh)]
 
 
 def _epoch_done(log_csv: Path) -> bool:
@@ -378,9 +343,7 @@ def _epoch_done(log_csv: Path) -> bool:
         return False
 
 
-def test_scancel_leaves_no_output_and_rerun_resumes(
-    cluster: Cluster, tmp_path: Path
-) -> None:
+def test_scancel_leaves_no_output_and_rerun_resumes(cluster: Cluster, tmp_path: Path) -> None:
     wf = RESUME
     workdir = _workdir(tmp_path / "slurm", wf)
     state = workdir / RESUME_STATE
@@ -404,12 +367,7 @@ def test_scancel_leaves_no_output_and_rerun_resumes(
             while not job_id and time.monotonic() < deadline and run1.poll() is None:
                 job_id = _running_job(cluster, "baseline_train")
                 time.sleep(0.5)
-            while (
-                job_id
-                and not _epoch_done(epoch_log)
-                and time.monotonic() < deadline
-                and run1.poll() is None
-            ):
+            while job_id and not _epoch_done(epoch_log) and time.monotonic() < deadline and run1.poll() is None:
                 time.sleep(0.05)
             assert job_id and state.exists() and _epoch_done(epoch_log), (
                 f"training job {job_id or '(none)'} did not finish its first epoch in "
@@ -425,9 +383,7 @@ def test_scancel_leaves_no_output_and_rerun_resumes(
         # writes use hidden temporaries in the target's folder, e.g. .model.pt.<random>.tmp).
         left = [rel for rel in wf.outputs if (workdir / rel).exists()]
         assert not left, f"outputs of the cancelled job are left: {left}"
-        hidden = sorted(
-            str(p.relative_to(workdir)) for p in workdir.glob("results/**/.*")
-        )
+        hidden = sorted(str(p.relative_to(workdir)) for p in workdir.glob("results/**/.*"))
         assert not hidden, f"temporary files are left: {hidden}"
         # The trainer's checkpoint survived, from a run that was cut short.
         from layerprune.train.state import load_state
@@ -459,9 +415,7 @@ def test_scancel_leaves_no_output_and_rerun_resumes(
 
         ref_rc = reference.wait(timeout=RUN_TIMEOUT_S)
     assert ref_rc == 0, f"local run failed:\n{local_log.read_text()[-4000:]}"
-    assert (
-        "resuming" not in (local / "logs/baseline_train/quick-digits.log").read_text()
-    )
+    assert "resuming" not in (local / "logs/baseline_train/quick-digits.log").read_text()
     # The resumed result equals the uninterrupted run's, weight for weight.
     _assert_same_output(model, local / "results/quick-digits/baseline/model.pt")
     assert _log_rows(epoch_log) == _log_rows(local / epoch_log.relative_to(workdir))

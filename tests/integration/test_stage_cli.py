@@ -43,10 +43,7 @@ def _layerprune(*args: object) -> list[str]:
 def run_together(*commands: list[str], cwd: Path) -> list[subprocess.CompletedProcess]:
     """Runs the commands concurrently; returns their completed processes in order."""
     procs = [
-        subprocess.Popen(
-            cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-        for cmd in commands
+        subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for cmd in commands
     ]
     done = []
     for cmd, proc in zip(commands, procs):
@@ -57,9 +54,7 @@ def run_together(*commands: list[str], cwd: Path) -> list[subprocess.CompletedPr
 
 def check_ok(*results: subprocess.CompletedProcess) -> None:
     for r in results:
-        assert r.returncode == 0, (
-            f"{' '.join(r.args[2:])} failed ({r.returncode}):\n{r.stderr[-3000:]}"
-        )
+        assert r.returncode == 0, f"{' '.join(r.args[2:])} failed ({r.returncode}):\n{r.stderr[-3000:]}"
 
 
 class Pipeline:
@@ -181,9 +176,7 @@ def test_segment_writes_contiguous_segments_covering_every_unit(run):
     seg = json.loads(p.segments.read_text())
     assert {"units", "k", "segments", "segment_units", "losses"} <= set(seg)
     assert len(seg["segment_units"]) == seg["k"] == len(seg["segments"])
-    assert [u for s in seg["segment_units"] for u in s] == seg[
-        "units"
-    ]  # contiguous, in order, complete
+    assert [u for s in seg["segment_units"] for u in s] == seg["units"]  # contiguous, in order, complete
     assert seg["segments"][0][0] == 0 and seg["segments"][-1][1] == len(seg["units"])
 
 
@@ -191,9 +184,7 @@ def test_segment_writes_contiguous_segments_covering_every_unit(run):
     ("method", "budget", "n_removed"),
     [("consensus", "blocks4", 4), ("sglp", "blocks2", 2)],
 )
-def test_prune_writes_plan_scores_and_a_smaller_checkpoint(
-    run, method, budget, n_removed
-):
+def test_prune_writes_plan_scores_and_a_smaller_checkpoint(run, method, budget, n_removed):
     p, _ = run
     out = p.pruned(method, budget)
     plan = json.loads((out / "plan.json").read_text())
@@ -217,10 +208,7 @@ def test_info_reports_the_reduced_blocks_per_stage(run, capsys):
     """(In-process: ``info`` only reads the checkpoint, and a subprocess would only add torch's start-up.)"""
     p, _ = run
     plan = json.loads((p.pruned("consensus", "blocks4") / "plan.json").read_text())
-    assert (
-        cli_main(["info", str(p.pruned("consensus", "blocks4") / "model.pt"), "--json"])
-        == 0
-    )
+    assert cli_main(["info", str(p.pruned("consensus", "blocks4") / "model.pt"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["blocks_per_stage"] == plan["blocks_per_stage_after"]
     assert info["macs"] == plan["remaining_macs"]
@@ -244,19 +232,14 @@ def test_prune_evaluates_the_pruned_model_as_evaluate_does(run):
     assert keys <= set(metrics)
     plan = json.loads((out / "plan.json").read_text())
     assert metrics["blocks_per_stage"] == plan["blocks_per_stage_after"]
-    assert (
-        metrics["macs"] == plan["remaining_macs"]
-        and metrics["params"] == plan["remaining_params"]
-    )
+    assert metrics["macs"] == plan["remaining_macs"] and metrics["params"] == plan["remaining_params"]
     assert metrics["n_test"] == 360 and 0 <= metrics["top1"] <= 1
     assert metrics["latency_ms"] > 0 and metrics["latency_batch_size"] == 8
 
 
 def test_finetuning_recovers_the_accuracy_of_a_pruned_model(run):
     p, _ = run
-    pruned_top1 = json.loads(
-        (p.pruned("consensus", "blocks4") / "metrics.json").read_text()
-    )["top1"]
+    pruned_top1 = json.loads((p.pruned("consensus", "blocks4") / "metrics.json").read_text())["top1"]
     out = p.finetuned("consensus", "blocks4")
     log = pd.read_csv(out / "log.csv")
     assert list(log.columns) == [
@@ -281,14 +264,10 @@ def test_finetuning_recovers_the_accuracy_of_a_pruned_model(run):
     assert ckpt.meta["stage"] == "finetuned"
     assert (
         ckpt.spec["blocks_per_stage"]
-        == json.loads((p.pruned("consensus", "blocks4") / "plan.json").read_text())[
-            "blocks_per_stage_after"
-        ]
+        == json.loads((p.pruned("consensus", "blocks4") / "plan.json").read_text())["blocks_per_stage_after"]
     )
     emissions = (out / "emissions_finetune.csv").read_text().splitlines()
-    assert len(emissions) == 1 and emissions[0].startswith(
-        "phase,"
-    )  # tracking off: header only
+    assert len(emissions) == 1 and emissions[0].startswith("phase,")  # tracking off: header only
 
 
 def test_robustness_tables_of_the_baseline(run):
@@ -308,17 +287,11 @@ def test_robustness_tables_of_the_baseline(run):
     ckpt = load_checkpoint(p.baseline)
     pre = ckpt.preprocessing
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-    x = (x - torch.tensor(pre["mean"]).view(1, -1, 1, 1)) / torch.tensor(
-        pre["std"]
-    ).view(1, -1, 1, 1)
+    x = (x - torch.tensor(pre["mean"]).view(1, -1, 1, 1)) / torch.tensor(pre["std"]).view(1, -1, 1, 1)
     with torch.no_grad():
         correct = int((ckpt.model(x).argmax(1) == torch.from_numpy(labels)).sum())
-    assert adversarial["robust_accuracy"].iloc[0] == pytest.approx(
-        correct / 50, abs=1e-12
-    )
-    assert (
-        adversarial["robust_accuracy"].iloc[1] <= adversarial["robust_accuracy"].iloc[0]
-    )
+    assert adversarial["robust_accuracy"].iloc[0] == pytest.approx(correct / 50, abs=1e-12)
+    assert adversarial["robust_accuracy"].iloc[1] <= adversarial["robust_accuracy"].iloc[0]
 
     corruptions = pd.read_csv(p.root / "robustness" / "baseline" / "corruptions.csv")
     assert list(corruptions.columns) == [
@@ -335,9 +308,7 @@ def test_robustness_tables_of_the_baseline(run):
         "gaussian_noise": "noise",
         "contrast": "digital",
     }
-    assert (corruptions["n"] == 50).all() and corruptions["accuracy"].between(
-        0, 1
-    ).all()
+    assert (corruptions["n"] == 50).all() and corruptions["accuracy"].between(0, 1).all()
 
 
 def _one_error_line(stderr: str, *fragments: str) -> None:

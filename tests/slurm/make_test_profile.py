@@ -52,9 +52,7 @@ def read_node(slurm_conf: Path) -> tuple[str, int, int]:
         ValueError: If the file lacks a NodeName line with CPUs and RealMemory or a PartitionName.
     """
     text = slurm_conf.read_text()
-    node = re.search(
-        r"^NodeName=.*\bCPUs=(\d+).*\bRealMemory=(\d+)", text, re.MULTILINE
-    )
+    node = re.search(r"^NodeName=.*\bCPUs=(\d+).*\bRealMemory=(\d+)", text, re.MULTILINE)
     part = re.search(r"^PartitionName=(\S+)", text, re.MULTILINE)
     if node is None or part is None:
         raise ValueError(
@@ -64,9 +62,7 @@ def read_node(slurm_conf: Path) -> tuple[str, int, int]:
     return part.group(1), int(node.group(1)), int(node.group(2))
 
 
-def adapt_profile(
-    profile: dict[str, Any], partition: str, cpus: int, mem_mb: int
-) -> dict[str, Any]:
+def adapt_profile(profile: dict[str, Any], partition: str, cpus: int, mem_mb: int) -> dict[str, Any]:
     """Return a copy of `profile` adapted to a one-node cluster (see the module docstring).
 
     Args:
@@ -95,9 +91,7 @@ def adapt_profile(
             res["cpus_per_task"] = min(res["cpus_per_task"], cpus)
         rules[rule] = res
     out["set-resources"] = rules
-    out["set-threads"] = {
-        r: min(int(t), cpus) for r, t in (out.get("set-threads") or {}).items()
-    }
+    out["set-threads"] = {r: min(int(t), cpus) for r, t in (out.get("set-threads") or {}).items()}
     # Every other rule's threads too (compute rules default to 8 on a cluster): a job asking
     # for more CPUs than the node has would pend forever with reason PartitionConfig.
     out["max-threads"] = cpus
@@ -105,16 +99,12 @@ def adapt_profile(
     return out
 
 
-def write_test_profile(
-    out_dir: Path, slurm_conf: Path, source: Path = SLURM_PROFILE
-) -> Path:
+def write_test_profile(out_dir: Path, slurm_conf: Path, source: Path = SLURM_PROFILE) -> Path:
     """Write the test profile to `out_dir/config.yaml` (atomically) and return that path."""
     partition, cpus, mem_mb = read_node(slurm_conf)
     profile = yaml.safe_load(source.read_text())
     if not isinstance(profile, dict):
-        raise TypeError(
-            f"{source} does not hold a YAML mapping; expected a Snakemake profile"
-        )
+        raise TypeError(f"{source} does not hold a YAML mapping; expected a Snakemake profile")
     adapted = adapt_profile(profile, partition, cpus, mem_mb)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "config.yaml"

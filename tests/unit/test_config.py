@@ -46,7 +46,11 @@ def test_default_lists_are_copies() -> None:
         ({"experiment": "x", "trian": {}}, "<top level>", "trian"),
         ({"experiment": "x", "train": {"epoch": 3}}, "train", "epoch"),
         ({"experiment": "x", "data": {"name": "digits", "rot": "data"}}, "data", "rot"),
-        ({"experiment": "x", "robustness": {"attacks": [{"name": "fgsm", "epsilons": [0.1], "eps": 1}]}}, "robustness.attacks.0", "eps"),
+        (
+            {"experiment": "x", "robustness": {"attacks": [{"name": "fgsm", "epsilons": [0.1], "eps": 1}]}},
+            "robustness.attacks.0",
+            "eps",
+        ),
     ],
 )
 def test_unknown_keys_fail_naming_the_key(config: dict, key: str, typo: str) -> None:

@@ -51,9 +51,10 @@ def test_zero_and_zero_padded_budgets_fail_validation(budget: str) -> None:
 def test_segment_threshold_default_and_bounds() -> None:
     config = validate_config({"experiment": "x"})
     assert config["pruning"]["segment_threshold"] == DEFAULT_THRESHOLD == 0.1
-    assert validate_config({"experiment": "x", "pruning": {"segment_threshold": 0.0}})["pruning"][
-        "segment_threshold"
-    ] == 0.0
+    assert (
+        validate_config({"experiment": "x", "pruning": {"segment_threshold": 0.0}})["pruning"]["segment_threshold"]
+        == 0.0
+    )
     for bad, problem in [(1.0, "greater than or equal to the maximum"), (-0.1, "less than the minimum")]:
         with pytest.raises(ConfigError, match=rf"pruning\.segment_threshold: {bad} is {problem}"):
             validate_config({"experiment": "x", "pruning": {"segment_threshold": bad}})

@@ -52,7 +52,6 @@ MIN_UNITS = 2
 BUDGETS = ("blocks2", "macs30")
 
 
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
     return load_trained(tmp_path_factory).model.eval()
@@ -88,9 +87,7 @@ def distances(reps: Representations) -> pd.DataFrame:
     return candidate_distances(reps, METRICS)
 
 
-def _prune(
-    method: str, budget: str, model, reps, loader, segments, distances=None, **kwargs
-) -> PruneResult:
+def _prune(method: str, budget: str, model, reps, loader, segments, distances=None, **kwargs) -> PruneResult:
     return prune_model(
         method,
         Budget.parse(budget),
@@ -108,16 +105,10 @@ def _prune(
 
 
 @pytest.fixture(scope="module")
-def results(
-    model, reps, loader, segments, distances
-) -> dict[tuple[str, str], PruneResult]:
+def results(model, reps, loader, segments, distances) -> dict[tuple[str, str], PruneResult]:
     """Every criterion under every budget, pruned once for all the checks below."""
     before = unit_names(model)
-    out = {
-        (m, b): _prune(m, b, model, reps, loader, segments, distances)
-        for m in sorted(CRITERIA)
-        for b in BUDGETS
-    }
+    out = {(m, b): _prune(m, b, model, reps, loader, segments, distances) for m in sorted(CRITERIA) for b in BUDGETS}
     assert unit_names(model) == before, "prune_model modified the baseline"
     return out
 
@@ -143,17 +134,11 @@ def test_plan_meets_the_budget_under_the_stage_minimum(method, budget, model, re
     else:
         assert plan["macs_reduction"] >= 0.30
         # and no more than needed: dropping the last-added unit would miss the budget (units cost the same here)
-        assert (
-            plan["macs_reduction"]
-            - units[removed[0]].macs / (plan["remaining_macs"] + plan["removed_macs"])
-            < 0.30
-        )
+        assert plan["macs_reduction"] - units[removed[0]].macs / (plan["remaining_macs"] + plan["removed_macs"]) < 0.30
 
 
 @pytest.mark.parametrize(("method", "budget"), CASES)
-def test_pruned_model_equals_the_baseline_with_units_bypassed(
-    method, budget, model, results, held_out
-):
+def test_pruned_model_equals_the_baseline_with_units_bypassed(method, budget, model, results, held_out):
     result = results[method, budget]
     pruned = result.model.eval()
     with torch.no_grad():
@@ -173,11 +158,7 @@ def test_cost_drops_by_exactly_the_removed_units(method, budget, model, results)
     removed = result.plan["removed"]
     total_macs, _ = count_macs(model, INPUT_SIZE)
     pruned_macs, _ = count_macs(result.model, INPUT_SIZE)
-    assert (
-        pruned_macs
-        == total_macs - sum(units[n].macs for n in removed)
-        == result.plan["remaining_macs"]
-    )
+    assert pruned_macs == total_macs - sum(units[n].macs for n in removed) == result.plan["remaining_macs"]
     pruned_params = count_params(result.model)
     assert pruned_params == count_params(model) - sum(units[n].params for n in removed)
     assert pruned_params == result.plan["remaining_params"]
@@ -206,9 +187,7 @@ def test_greedy_criteria_remove_their_best_allowed_units(model, results):
         result = results[method, "blocks2"]
         chosen: list[str] = []
         for name in sorted(result.scores, key=result.scores.get):
-            if len(chosen) < 2 and all(
-                units[c].stage != units[name].stage for c in chosen
-            ):
+            if len(chosen) < 2 and all(units[c].stage != units[name].stage for c in chosen):
                 chosen.append(name)
         assert sorted(result.plan["removed"]) == sorted(chosen), method
 
@@ -218,9 +197,7 @@ def test_sglp_takes_units_from_every_segment(model, reps, loader, segments):
     units loses exactly its lowest-GradNorm unit, even where the global ranking would take two from one segment."""
     removable = set(reps.candidates)
     with_removable = [seg for seg in segments if removable & set(seg)]
-    assert len(with_removable) >= 2, (
-        f"the trained model has one segment only: {segments}"
-    )
+    assert len(with_removable) >= 2, f"the trained model has one segment only: {segments}"
     budget = f"blocks{len(with_removable)}"
     result = _prune(
         "sglp",
@@ -233,15 +210,10 @@ def test_sglp_takes_units_from_every_segment(model, reps, loader, segments):
         allocation="uniform",
     )
     scores = result.scores
-    expected = [
-        min((u for u in seg if u in removable), key=scores.get)
-        for seg in with_removable
-    ]
+    expected = [min((u for u in seg if u in removable), key=scores.get) for seg in with_removable]
     assert sorted(result.plan["removed"]) == sorted(expected)
     # proportional shares of a smaller budget still spread over different segments
-    result = _prune(
-        "sglp", "blocks2", model, reps, loader, segments, min_units_per_stage=1
-    )
+    result = _prune("sglp", "blocks2", model, reps, loader, segments, min_units_per_stage=1)
     owner = {u: i for i, seg in enumerate(segments) for u in seg}
     assert len({owner[u] for u in result.plan["removed"]}) == 2, (
         segments,

@@ -49,8 +49,23 @@ def test_budget_constructors() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "blocks", "macs", "blocks0", "macs0", "macs100", "macs50.0", "macs0.5", "blocks09", "Blocks9",
-     "flops50", " blocks9", "blocks9 ", "blocks-1", "9blocks"],
+    [
+        "",
+        "blocks",
+        "macs",
+        "blocks0",
+        "macs0",
+        "macs100",
+        "macs50.0",
+        "macs0.5",
+        "blocks09",
+        "Blocks9",
+        "flops50",
+        " blocks9",
+        "blocks9 ",
+        "blocks-1",
+        "9blocks",
+    ],
 )
 def test_budget_parse_errors(text: str) -> None:
     with pytest.raises(ValueError, match="budget"):
@@ -62,8 +77,16 @@ def test_budget_parse_error_message_shows_accepted_forms() -> None:
         Budget.parse("macs50.0")
 
 
-@pytest.mark.parametrize("bad", [lambda: Budget.blocks(0), lambda: Budget.macs(100), lambda: Budget("macs", 50.5),
-                                 lambda: Budget("params", 3), lambda: Budget.blocks(True)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda: Budget.blocks(0),
+        lambda: Budget.macs(100),
+        lambda: Budget("macs", 50.5),
+        lambda: Budget("params", 3),
+        lambda: Budget.blocks(True),
+    ],
+)
 def test_budget_rejects_bad_values(bad) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError):
         bad()
@@ -119,8 +142,9 @@ def test_ties_are_deterministic_and_independent_of_dict_order() -> None:
     units = resnet_like([4, 4])
     scores = {u.name: 0.5 for u in units if u.removable}
     forward = select_units(units, scores, Budget.blocks(3), 10_000, min_units_per_stage=1)
-    backward = select_units(units, dict(reversed(list(scores.items()))), Budget.blocks(3), 10_000,
-                            min_units_per_stage=1)
+    backward = select_units(
+        units, dict(reversed(list(scores.items()))), Budget.blocks(3), 10_000, min_units_per_stage=1
+    )
     assert forward == backward == ["layer1.0", "layer1.1", "layer1.2"]
 
 
@@ -188,8 +212,9 @@ def test_proportional_and_uniform_allocation() -> None:
     prop = select_per_segment(units, scores, segments, Budget.blocks(6), 10_000, min_units_per_stage=0)
     assert _per_segment_counts(prop, segments) == [1, 2, 3]
     assert prop == ["u0", "u2", "u3", "u6", "u7", "u8"]  # least important of each segment first
-    uni = select_per_segment(units, scores, segments, Budget.blocks(6), 10_000, min_units_per_stage=0,
-                             allocation="uniform")
+    uni = select_per_segment(
+        units, scores, segments, Budget.blocks(6), 10_000, min_units_per_stage=0, allocation="uniform"
+    )
     assert _per_segment_counts(uni, segments) == [2, 2, 2]
     # Unlike the global greedy rule, which would take u0..u5 here.
     assert select_units(units, scores, Budget.blocks(6), 10_000, min_units_per_stage=0) == [f"u{i}" for i in range(6)]
@@ -221,8 +246,9 @@ def test_mac_budget_round_robin() -> None:
     units = single_stage(6)
     scores = {u.name: float(u.index) for u in units}
     segments = [["u0", "u1"], ["u2", "u3", "u4", "u5"]]
-    uni = select_per_segment(units, scores, segments, Budget.macs(50), 1000, min_units_per_stage=0,
-                             allocation="uniform")
+    uni = select_per_segment(
+        units, scores, segments, Budget.macs(50), 1000, min_units_per_stage=0, allocation="uniform"
+    )
     assert uni == ["u0", "u1", "u2", "u3", "u4"]  # 0,2,1,3 then segment 0 is empty, 4 -> 500 MACs
     prop = select_per_segment(units, scores, segments, Budget.macs(30), 1000, min_units_per_stage=0)
     # taken/size: 0/2 vs 0/4 -> seg 0; 1/2 vs 0/4 -> seg 1; 1/2 vs 1/4 -> seg 1: 300 MACs = 30%.

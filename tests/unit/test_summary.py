@@ -63,7 +63,9 @@ def summary(tree) -> pd.DataFrame:
 
 def _row(summary, method, budget, seed, stage):
     rows = summary[
-        (summary["method"] == method) & (summary["budget"] == budget) & (summary["seed"] == seed)
+        (summary["method"] == method)
+        & (summary["budget"] == budget)
+        & (summary["seed"] == seed)
         & (summary["stage"] == stage)
     ]
     assert len(rows) == 1
@@ -115,8 +117,18 @@ def test_energy_robustness_and_mce(summary):
     assert base["train_energy_kwh"] == pytest.approx(0.5)
     # no NaN where a value is expected: every finetuned row has all of these
     finetuned = summary[summary["stage"] == "finetuned"]
-    expected = ["params", "macs", "top1", "top1_delta", "latency_ms", "finetune_energy_kwh", "inference_energy_kwh",
-                "adv_accuracy_mean", "corruption_accuracy_mean", "mce"]
+    expected = [
+        "params",
+        "macs",
+        "top1",
+        "top1_delta",
+        "latency_ms",
+        "finetune_energy_kwh",
+        "inference_energy_kwh",
+        "adv_accuracy_mean",
+        "corruption_accuracy_mean",
+        "mce",
+    ]
     assert not finetuned[expected].isna().any().any()
 
 
@@ -147,7 +159,9 @@ def test_without_robustness_files(tmp_path):
 
 def test_read_emissions_sums_phases(tmp_path):
     path = tmp_path / "e.csv"
-    path.write_text(rt.EMISSIONS_HEADER + "a,1,0.1,0.05,,,,x,,,USA,False,offline,3\nb,1,0.2,0.1,,,,x,,,USA,False,offline,3\n")
+    path.write_text(
+        rt.EMISSIONS_HEADER + "a,1,0.1,0.05,,,,x,,,USA,False,offline,3\nb,1,0.2,0.1,,,,x,,,USA,False,offline,3\n"
+    )
     got = read_emissions(path)
     assert got["energy_kwh"] == pytest.approx(0.3) and got["co2_kg"] == pytest.approx(0.15)
     assert got["source"] == "x"
@@ -213,17 +227,27 @@ def test_cli_writes_summary_and_tables(tree, tmp_path):
     fine = [r for r in tree.runs if "finetuned_metrics" in r]
     argv = [
         "summarize",
-        "--baseline-metrics", str(tree.baseline["metrics"]),
-        "--baseline-corruptions", str(tree.corruptions[0]),
-        "--pruned-metrics", *[str(r["pruned_metrics"]) for r in tree.runs],
-        "--plans", *[str(r["plan"]) for r in tree.runs],
-        "--finetuned-metrics", *[str(r["finetuned_metrics"]) for r in fine],
-        "--finetune-emissions", *[str(r["finetune_emissions"]) for r in fine],
-        "--corruptions", *[str(p) for p in tree.corruptions[1:]],
+        "--baseline-metrics",
+        str(tree.baseline["metrics"]),
+        "--baseline-corruptions",
+        str(tree.corruptions[0]),
+        "--pruned-metrics",
+        *[str(r["pruned_metrics"]) for r in tree.runs],
+        "--plans",
+        *[str(r["plan"]) for r in tree.runs],
+        "--finetuned-metrics",
+        *[str(r["finetuned_metrics"]) for r in fine],
+        "--finetune-emissions",
+        *[str(r["finetune_emissions"]) for r in fine],
+        "--corruptions",
+        *[str(p) for p in tree.corruptions[1:]],
         "--adversarial",
-        "--out", str(out),
-        "--table-md", str(tmp_path / "tables/main.md"),
-        "--table-tex", str(tmp_path / "tables/main.tex"),
+        "--out",
+        str(out),
+        "--table-md",
+        str(tmp_path / "tables/main.md"),
+        "--table-tex",
+        str(tmp_path / "tables/main.tex"),
     ]
     # only this subcommand's parser: `layerprune` itself imports every stage (torch, torchvision...)
     parser = argparse.ArgumentParser()

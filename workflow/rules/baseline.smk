@@ -2,12 +2,21 @@
 
 
 rule baseline_train:
-    message:
-        "Training (or importing) the unpruned {config[model][arch]} for {wildcards.experiment}"
     output:
         model="results/{experiment}/baseline/model.pt",
         log_csv="results/{experiment}/baseline/train_log.csv",
         emissions="results/{experiment}/baseline/emissions_train.csv",
+    log:
+        "logs/baseline_train/{experiment}.log",
+    benchmark:
+        "benchmarks/baseline_train/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    threads: baseline_threads()
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=720,
     params:
         data=as_json("data"),
         model=as_json("model"),
@@ -16,17 +25,8 @@ rule baseline_train:
         country=lookup(dpath="emissions/country_iso_code", within=config),
         emissions_flag=emissions_flag(),
         workdir=lambda wildcards, output: os.path.join(os.path.dirname(output.model), "train_state"),
-    threads: baseline_threads()
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=720,
-    log:
-        "logs/baseline_train/{experiment}.log",
-    benchmark:
-        "benchmarks/baseline_train/{experiment}.tsv"
-    conda:
-        "../../envs/layerprune.yaml"
+    message:
+        "Training (or importing) the unpruned {config[model][arch]} for {wildcards.experiment}"
     shell:
         "layerprune baseline --data {params.data:q} --model {params.model:q} --train {params.train:q}"
         " --seed {params.seed} --out {output.model} --workdir {params.workdir}"

@@ -8,7 +8,6 @@ from snakemake.utils import validate
 
 from layerprune.config import check_robustness
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 check_robustness(config)  # what the schema cannot: attack params, real data paths
 

@@ -4,13 +4,18 @@
 
 
 rule evaluate_model:
-    message:
-        "Evaluating the baseline of {wildcards.experiment}"
     input:
         model=rules.baseline_train.output.model,
     output:
         metrics="results/{experiment}/baseline/metrics.json",
         emissions="results/{experiment}/baseline/emissions_inference.csv",
+    log:
+        "logs/evaluate_model/{experiment}/baseline.log",
+    benchmark:
+        "benchmarks/evaluate_model/{experiment}/baseline.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    threads: fanout_threads()
     params:
         data=as_json("data"),
         batch_size=lookup(dpath="evaluation/batch_size", within=config),
@@ -18,13 +23,8 @@ rule evaluate_model:
         latency_repeats=lookup(dpath="evaluation/latency_repeats", within=config),
         country=lookup(dpath="emissions/country_iso_code", within=config),
         emissions_flag=emissions_flag(),
-    threads: fanout_threads()
-    log:
-        "logs/evaluate_model/{experiment}/baseline.log",
-    benchmark:
-        "benchmarks/evaluate_model/{experiment}/baseline.tsv"
-    conda:
-        "../../envs/layerprune.yaml"
+    message:
+        "Evaluating the baseline of {wildcards.experiment}"
     shell:
         "layerprune evaluate --model {input.model} --data {params.data:q} --out {output.metrics}"
         " --batch-size {params.batch_size} --latency-batch-size {params.latency_batch_size}"

@@ -3,12 +3,19 @@
 
 
 rule extract_activations:
-    message:
-        "Extracting calibration representations of the {wildcards.experiment} baseline"
     input:
         model=rules.baseline_train.output.model,
     output:
         representations="results/{experiment}/activations/representations.npz",
+    log:
+        "logs/extract_activations/{experiment}.log",
+    benchmark:
+        "benchmarks/extract_activations/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    threads: baseline_threads()
+    resources:
+        mem_mb=8000,
     params:
         data=as_json("data"),
         size=lookup(dpath="calibration/size", within=config),
@@ -16,15 +23,8 @@ rule extract_activations:
         seed=lookup(dpath="calibration/seed", within=config),
         mode=lookup(dpath="similarity/mode", within=config),
         sglp_batch=lookup(dpath="similarity/sglp_batch", within=config),
-    threads: baseline_threads()
-    resources:
-        mem_mb=8000,
-    log:
-        "logs/extract_activations/{experiment}.log",
-    benchmark:
-        "benchmarks/extract_activations/{experiment}.tsv"
-    conda:
-        "../../envs/layerprune.yaml"
+    message:
+        "Extracting calibration representations of the {wildcards.experiment} baseline"
     shell:
         "layerprune extract --model {input.model} --data {params.data:q} --size {params.size}"
         " --batch-size {params.batch_size} --seed {params.seed} --mode {params.mode}"

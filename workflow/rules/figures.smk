@@ -4,8 +4,6 @@
 
 
 rule figures_results:
-    message:
-        "Drawing the accuracy, energy and Pareto figures of {wildcards.experiment}"
     input:
         summary=rules.summarize_results.output.summary,
     output:
@@ -31,25 +29,25 @@ rule figures_results:
             labels={"figure": "Pareto view"},
         ),
         other_formats=figure_files("accuracy_vs_macs", "energy", "pareto"),
-    params:
-        formats=figure_formats(),
-        dpi=lookup(dpath="figures/dpi", within=config),
-        out_dir=lambda wildcards, output: os.path.dirname(output.accuracy),
-    localrule: True
     log:
         "logs/figures_results/{experiment}.log",
     benchmark:
         "benchmarks/figures_results/{experiment}.tsv"
+    localrule: True
     conda:
         "../../envs/layerprune.yaml"
+    params:
+        formats=figure_formats(),
+        dpi=lookup(dpath="figures/dpi", within=config),
+        out_dir=lambda wildcards, output: os.path.dirname(output.accuracy),
+    message:
+        "Drawing the accuracy, energy and Pareto figures of {wildcards.experiment}"
     shell:
         "layerprune figures --summary {input.summary} --only accuracy_vs_macs energy pareto"
         " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"
 
 
 rule figures_cka_heatmap:
-    message:
-        "Drawing the CKA heatmap with Fisher segments and the criteria's unit scores of {wildcards.experiment}"
     input:
         unpack(similarity_figure_inputs),
     output:
@@ -68,18 +66,20 @@ rule figures_cka_heatmap:
             labels={"figure": "criterion scores"},
         ),
         other_formats=figure_files("cka_segments", "criterion_scores"),
+    log:
+        "logs/figures_cka_heatmap/{experiment}.log",
+    benchmark:
+        "benchmarks/figures_cka_heatmap/{experiment}.tsv"
+    localrule: True
+    conda:
+        "../../envs/layerprune.yaml"
     params:
         budget=config["budgets"][0],
         formats=figure_formats(),
         dpi=lookup(dpath="figures/dpi", within=config),
         out_dir=lambda wildcards, output: os.path.dirname(output.cka),
-    localrule: True
-    log:
-        "logs/figures_cka_heatmap/{experiment}.log",
-    benchmark:
-        "benchmarks/figures_cka_heatmap/{experiment}.tsv"
-    conda:
-        "../../envs/layerprune.yaml"
+    message:
+        "Drawing the CKA heatmap with Fisher segments and the criteria's unit scores of {wildcards.experiment}"
     shell:
         "layerprune figures --cka {input.cka} --segments {input.segments} --scores {input.scores}"
         " --scores-budget {params.budget} --only cka_segments criterion_scores"
@@ -87,8 +87,6 @@ rule figures_cka_heatmap:
 
 
 rule figures_robustness:
-    message:
-        "Drawing the adversarial and corruption robustness figures of {wildcards.experiment}"
     input:
         unpack(robustness_figure_inputs),
     output:
@@ -107,17 +105,19 @@ rule figures_robustness:
             labels={"figure": "corruption robustness"},
         ),
         other_formats=figure_files("robustness_adversarial", "robustness_corruptions"),
-    params:
-        formats=figure_formats(),
-        dpi=lookup(dpath="figures/dpi", within=config),
-        out_dir=lambda wildcards, output: os.path.dirname(output.adversarial),
-    localrule: True
     log:
         "logs/figures_robustness/{experiment}.log",
     benchmark:
         "benchmarks/figures_robustness/{experiment}.tsv"
+    localrule: True
     conda:
         "../../envs/layerprune.yaml"
+    params:
+        formats=figure_formats(),
+        dpi=lookup(dpath="figures/dpi", within=config),
+        out_dir=lambda wildcards, output: os.path.dirname(output.adversarial),
+    message:
+        "Drawing the adversarial and corruption robustness figures of {wildcards.experiment}"
     shell:
         "layerprune figures --adversarial {input.adversarial} --corruptions {input.corruptions}"
         " --only robustness_adversarial robustness_corruptions"
@@ -125,8 +125,6 @@ rule figures_robustness:
 
 
 rule figures_compare:
-    message:
-        "Drawing {wildcards.experiment} beside the experiments in config figures/compare"
     input:
         summary=rules.summarize_results.output.summary,
         others=compare_summaries,
@@ -139,17 +137,19 @@ rule figures_compare:
             labels={"figure": "experiments compared"},
         ),
         other_formats=figure_files("compare_experiments"),
-    params:
-        formats=figure_formats(),
-        dpi=lookup(dpath="figures/dpi", within=config),
-        out_dir=lambda wildcards, output: os.path.dirname(output.figure),
-    localrule: True
     log:
         "logs/figures_compare/{experiment}.log",
     benchmark:
         "benchmarks/figures_compare/{experiment}.tsv"
+    localrule: True
     conda:
         "../../envs/layerprune.yaml"
+    params:
+        formats=figure_formats(),
+        dpi=lookup(dpath="figures/dpi", within=config),
+        out_dir=lambda wildcards, output: os.path.dirname(output.figure),
+    message:
+        "Drawing {wildcards.experiment} beside the experiments in config figures/compare"
     shell:
         "layerprune figures --summary {input.summary} --compare {input.others} --only compare_experiments"
         " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"

@@ -3,8 +3,6 @@
 
 
 rule finetune_model:
-    message:
-        "Fine-tuning {wildcards.method}/{wildcards.budget}/seed{wildcards.seed} of {wildcards.experiment}"
     input:
         model=rules.prune_model.output.model,
     output:
@@ -13,6 +11,17 @@ rule finetune_model:
         emissions="results/{experiment}/finetuned/{method}/{budget}/seed{seed}/emissions_finetune.csv",
         metrics="results/{experiment}/finetuned/{method}/{budget}/seed{seed}/metrics.json",
         inference_emissions="results/{experiment}/finetuned/{method}/{budget}/seed{seed}/emissions_inference.csv",
+    log:
+        "logs/finetune_model/{experiment}/{method}/{budget}/seed{seed}.log",
+    benchmark:
+        "benchmarks/finetune_model/{experiment}/{method}/{budget}/seed{seed}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    threads: fanout_threads()
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=360,
     params:
         data=as_json("data"),
         finetune=as_json("finetune"),
@@ -20,17 +29,8 @@ rule finetune_model:
         country=lookup(dpath="emissions/country_iso_code", within=config),
         emissions_flag=emissions_flag(),
         workdir=lambda wildcards, output: os.path.join(os.path.dirname(output.model), "train_state"),
-    threads: fanout_threads()
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=360,
-    log:
-        "logs/finetune_model/{experiment}/{method}/{budget}/seed{seed}.log",
-    benchmark:
-        "benchmarks/finetune_model/{experiment}/{method}/{budget}/seed{seed}.tsv"
-    conda:
-        "../../envs/layerprune.yaml"
+    message:
+        "Fine-tuning {wildcards.method}/{wildcards.budget}/seed{wildcards.seed} of {wildcards.experiment}"
     shell:
         "layerprune finetune --model {input.model} --data {params.data:q} --finetune {params.finetune:q}"
         " --seed {wildcards.seed} --out {output.model} --workdir {params.workdir}"

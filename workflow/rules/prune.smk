@@ -5,8 +5,6 @@
 
 
 rule prune_model:
-    message:
-        "Pruning {wildcards.experiment} with {wildcards.method} at {wildcards.budget} (seed {wildcards.seed})"
     input:
         model=rules.baseline_train.output.model,
         representations=rules.extract_activations.output.representations,
@@ -18,6 +16,15 @@ rule prune_model:
         model="results/{experiment}/pruned/{method}/{budget}/seed{seed}/model.pt",
         metrics="results/{experiment}/pruned/{method}/{budget}/seed{seed}/metrics.json",
         emissions="results/{experiment}/pruned/{method}/{budget}/seed{seed}/emissions_inference.csv",
+    log:
+        "logs/prune_model/{experiment}/{method}/{budget}/seed{seed}.log",
+    benchmark:
+        "benchmarks/prune_model/{experiment}/{method}/{budget}/seed{seed}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    threads: fanout_threads()
+    resources:
+        mem_mb=8000,
     params:
         data=as_json("data"),
         pruning=as_json("pruning"),
@@ -29,15 +36,8 @@ rule prune_model:
         evaluation=as_json("evaluation"),
         country=lookup(dpath="emissions/country_iso_code", within=config),
         emissions_flag=emissions_flag(),
-    threads: fanout_threads()
-    resources:
-        mem_mb=8000,
-    log:
-        "logs/prune_model/{experiment}/{method}/{budget}/seed{seed}.log",
-    benchmark:
-        "benchmarks/prune_model/{experiment}/{method}/{budget}/seed{seed}.tsv"
-    conda:
-        "../../envs/layerprune.yaml"
+    message:
+        "Pruning {wildcards.experiment} with {wildcards.method} at {wildcards.budget} (seed {wildcards.seed})"
     shell:
         "layerprune prune --model {input.model} --method {wildcards.method} --budget {wildcards.budget}"
         " --seed {wildcards.seed} --pruning {params.pruning:q} --finetune {params.finetune:q}"

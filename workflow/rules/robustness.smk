@@ -5,8 +5,6 @@
 
 
 rule robustness_corrupt_data:
-    message:
-        "Corrupting the {wildcards.experiment} test subset (CIFAR-10-C protocol)"
     output:
         corrupted=temp("results/{experiment}/robustness/corrupted_test.npz"),
         grid=report(
@@ -14,6 +12,12 @@ rule robustness_corrupt_data:
             caption="../report/corruption_examples.rst",
             category="robustness",
         ),
+    log:
+        "logs/robustness_corrupt_data/{experiment}.log",
+    benchmark:
+        "benchmarks/robustness_corrupt_data/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
     params:
         data=as_json("data"),
         corruptions=" ".join(config["robustness"]["corruptions"]),
@@ -21,12 +25,8 @@ rule robustness_corrupt_data:
         size=lookup(dpath="robustness/corruption_size", within=config),
         seed=lookup(dpath="robustness/seed", within=config),
         cifar10c=cifar10c_flag(),
-    log:
-        "logs/robustness_corrupt_data/{experiment}.log",
-    benchmark:
-        "benchmarks/robustness_corrupt_data/{experiment}.tsv"
-    conda:
-        "../../envs/layerprune.yaml"
+    message:
+        "Corrupting the {wildcards.experiment} test subset (CIFAR-10-C protocol)"
     shell:
         "layerprune corrupt --data {params.data:q} --corruptions {params.corruptions}"
         " --severities {params.severities} --size {params.size} --seed {params.seed}"
@@ -34,20 +34,23 @@ rule robustness_corrupt_data:
 
 
 rule robustness_eval:
-    message:
-        "Robustness of {wildcards.experiment}/{wildcards.model}"
     input:
         model="results/{experiment}/{model}/model.pt",
         corrupted=corrupted_set_input,
     output:
+        **({"ood": "results/{experiment}/robustness/{model}/ood.csv"} if config["robustness"]["ood_sets"] else {}),
         adversarial="results/{experiment}/robustness/{model}/adversarial.csv",
         corruptions="results/{experiment}/robustness/{model}/corruptions.csv",
         # only when natural-shift sets are configured, so the default outputs stay the same
-        **(
-            {"ood": "results/{experiment}/robustness/{model}/ood.csv"}
-            if config["robustness"]["ood_sets"]
-            else {}
-        ),
+    log:
+        "logs/robustness_eval/{experiment}/{model}.log",
+    benchmark:
+        "benchmarks/robustness_eval/{experiment}/{model}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    threads: fanout_threads()
+    resources:
+        mem_mb=8000,
     params:
         data=as_json("data"),
         attacks=json.dumps(config["robustness"]["attacks"]),
@@ -57,15 +60,8 @@ rule robustness_eval:
         corrupted=lambda wildcards, input: f"--corrupted {input.corrupted}" if input.corrupted else "",
         ood_sets=json.dumps(config["robustness"]["ood_sets"]),
         ood=lambda wildcards, output: f"--ood {output.ood}" if "ood" in output.keys() else "",
-    threads: fanout_threads()
-    resources:
-        mem_mb=8000,
-    log:
-        "logs/robustness_eval/{experiment}/{model}.log",
-    benchmark:
-        "benchmarks/robustness_eval/{experiment}/{model}.tsv"
-    conda:
-        "../../envs/layerprune.yaml"
+    message:
+        "Robustness of {wildcards.experiment}/{wildcards.model}"
     shell:
         "layerprune robustness --model {input.model} --data {params.data:q} --attacks {params.attacks:q}"
         " --size {params.size} --seed {params.seed} --batch-size {params.batch_size}"

@@ -3,22 +3,22 @@
 
 
 rule segment_layers:
-    message:
-        "Fisher segmentation of the units of {wildcards.experiment}"
     input:
         representations=rules.extract_activations.output.representations,
     output:
         segments="results/{experiment}/segments/segments.json",
-    params:
-        segments=lookup(dpath="pruning/segments", within=config),
-        threshold=lookup(dpath="pruning/segment_threshold", within=config),
-    localrule: True
     log:
         "logs/segment_layers/{experiment}.log",
     benchmark:
         "benchmarks/segment_layers/{experiment}.tsv"
+    localrule: True
     conda:
         "../../envs/layerprune.yaml"
+    params:
+        segments=lookup(dpath="pruning/segments", within=config),
+        threshold=lookup(dpath="pruning/segment_threshold", within=config),
+    message:
+        "Fisher segmentation of the units of {wildcards.experiment}"
     shell:
         "layerprune segment --representations {input.representations}"
         " --segments {params.segments} --threshold {params.threshold}"

@@ -4,8 +4,6 @@
 
 
 rule similarity_tables:
-    message:
-        "Similarity tables of {wildcards.experiment}"
     input:
         representations=rules.extract_activations.output.representations,
     output:
@@ -16,14 +14,16 @@ rule similarity_tables:
             caption="../report/unit_cka.rst",
             category="similarity",
         ),
-    params:
-        metrics=consensus_metrics(),
     log:
         "logs/similarity_tables/{experiment}.log",
     benchmark:
         "benchmarks/similarity_tables/{experiment}.tsv"
     conda:
         "../../envs/layerprune.yaml"
+    params:
+        metrics=consensus_metrics(),
+    message:
+        "Similarity tables of {wildcards.experiment}"
     shell:
         "layerprune similarity --representations {input.representations} --metrics {params.metrics}"
         " --matrix {output.matrix} --candidates {output.candidates} --heatmap {output.heatmap}"

@@ -2,8 +2,6 @@
 
 
 rule summarize_results:
-    message:
-        "Summarizing {wildcards.experiment}: one row per (method, budget, seed, stage) and the main table"
     input:
         unpack(summary_inputs),
     output:
@@ -25,15 +23,17 @@ rule summarize_results:
             category="summary",
             labels={"table": "main (LaTeX)"},
         ),
-    params:
-        baseline_optional=baseline_summary_flags,
-    localrule: True
     log:
         "logs/summarize_results/{experiment}.log",
     benchmark:
         "benchmarks/summarize_results/{experiment}.tsv"
+    localrule: True
     conda:
         "../../envs/layerprune.yaml"
+    params:
+        baseline_optional=baseline_summary_flags,
+    message:
+        "Summarizing {wildcards.experiment}: one row per (method, budget, seed, stage) and the main table"
     shell:
         "layerprune summarize --baseline-metrics {input.baseline_metrics} {params.baseline_optional}"
         " --pruned-metrics {input.pruned_metrics} --plans {input.plans}"
@@ -45,8 +45,6 @@ rule summarize_results:
 
 
 rule report_config:
-    message:
-        "Recording the config {wildcards.experiment} ran with"
     output:
         config="results/{experiment}/config.yaml",
         page=report(
@@ -55,12 +53,14 @@ rule report_config:
             category="config",
             labels={"file": "config (resolved)"},
         ),
-    params:
-        config=json.dumps(config, sort_keys=True),
-    localrule: True
     log:
         "logs/report_config/{experiment}.log",
+    localrule: True
     conda:
         "../../envs/layerprune.yaml"
+    params:
+        config=json.dumps(config, sort_keys=True),
+    message:
+        "Recording the config {wildcards.experiment} ran with"
     shell:
         "layerprune config --json {params.config:q} --out {output.config} --html {output.page} > {log} 2>&1"

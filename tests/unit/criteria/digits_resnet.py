@@ -79,7 +79,5 @@ def calibration_representations(
     path = tmp_path_factory.getbasetemp() / "digits_resnet20" / "representations.npz"
     if not path.is_file():
         model = load_trained(tmp_path_factory).model
-        extract_representations(
-            model, calibration(), input_size=INPUT_SIZE, progress=False
-        ).save(path)
+        extract_representations(model, calibration(), input_size=INPUT_SIZE, progress=False).save(path)
     return Representations.load(path)

@@ -42,15 +42,11 @@ def _score(method, trained, representations, distances, calibration_batches, **k
 
 
 @pytest.mark.parametrize("method", sorted(CRITERIA))
-def test_every_criterion_scores_every_removable_unit(
-    method, trained, representations, distances, calibration_batches
-):
+def test_every_criterion_scores_every_removable_unit(method, trained, representations, distances, calibration_batches):
     scores = _score(method, trained, representations, distances, calibration_batches)
     removable = [u.name for u in get_units(trained.model, INPUT_SIZE) if u.removable]
     assert sorted(scores) == sorted(removable)
-    assert all(isinstance(v, float) and math.isfinite(v) for v in scores.values()), (
-        scores
-    )
+    assert all(isinstance(v, float) and math.isfinite(v) for v in scores.values()), scores
     # an informative criterion tells units apart on a trained model
     assert len(set(scores.values())) > 1, scores
 
@@ -112,18 +108,12 @@ def test_consensus_removes_the_unit_with_the_smallest_rank_sum(trained):
     # distances on different scales per metric, monotone in the rank (rank 1 = smallest distance)
     distances = {
         metric: {name: scale * r + offset for name, r in zip(names, rs)}
-        for (metric, rs), scale, offset in zip(
-            ranks.items(), (0.01, 3.0, 0.2), (0.0, 10.0, 0.05)
-        )
+        for (metric, rs), scale, offset in zip(ranks.items(), (0.01, 3.0, 0.2), (0.0, 10.0, 0.05))
     }
     assert consensus_scores(distances) == pytest.approx(expected_sums)
     # through the stage's entry point, from a tidy table whose rows are in no particular order
     table = pd.DataFrame(
-        [
-            {"unit": u, "metric": m, "distance": d}
-            for m, per in distances.items()
-            for u, d in per.items()
-        ]
+        [{"unit": u, "metric": m, "distance": d} for m, per in distances.items() for u, d in per.items()]
     ).sample(frac=1.0, random_state=3)
     scores = score_units(
         "consensus",
@@ -134,15 +124,11 @@ def test_consensus_removes_the_unit_with_the_smallest_rank_sum(trained):
     )
     assert scores == pytest.approx(expected_sums)
     total_macs, _ = count_macs(trained.model, INPUT_SIZE)
-    assert select_units(
-        units, scores, Budget.blocks(1), total_macs, min_units_per_stage=1
-    ) == ["layer2.2"]
+    assert select_units(units, scores, Budget.blocks(1), total_macs, min_units_per_stage=1) == ["layer2.2"]
 
 
 def test_consensus_rejects_missing_metric(trained, representations, distances):
-    with pytest.raises(
-        ValueError, match=r"no distances for \['bures'\].*similarity.metrics"
-    ):
+    with pytest.raises(ValueError, match=r"no distances for \['bures'\].*similarity.metrics"):
         score_units(
             "consensus", trained.model, representations.candidates,
             candidate_distances=distances, consensus_metrics=["cka", "bures"],
@@ -171,9 +157,7 @@ def test_iterative_cka_without_finetuning_starts_with_the_one_shot_choice(
     assert set(steps[1]["scores"]) == set(representations.candidates) - {first}
     second = min(steps[1]["scores"], key=steps[1]["scores"].get)
     assert steps[1]["removed"] == [second]
-    assert result.plan["removed"] == sorted(
-        [first, second], key=representations.units.index
-    )
+    assert result.plan["removed"] == sorted([first, second], key=representations.units.index)
     assert sum(result.model.blocks_per_stage) == len(representations.units) - 2
 
 
@@ -184,9 +168,7 @@ def test_random_scores_are_seeded(trained, representations):
     c = score_units("random", trained.model, candidates, seed=2)
     assert a == b
     assert a != c
-    assert sorted(a, key=a.get) != sorted(
-        c, key=c.get
-    )  # a different ranking, not just other numbers
+    assert sorted(a, key=a.get) != sorted(c, key=c.get)  # a different ranking, not just other numbers
 
 
 def test_block_influence_and_angular_decrease_with_the_cosine():
@@ -196,21 +178,15 @@ def test_block_influence_and_angular_decrease_with_the_cosine():
         scores = fn(cosines)
         values = [scores[u] for u in order]
         assert all(a > b for a, b in pairwise(values)), (fn.__name__, values)
-        assert scores["u8"] == pytest.approx(
-            0.0, abs=1e-12
-        )  # identical input and output: safest
+        assert scores["u8"] == pytest.approx(0.0, abs=1e-12)  # identical input and output: safest
     assert angular_scores({"u": 0.0})["u"] == pytest.approx(0.5)
     assert angular_scores({"u": -1.0})["u"] == pytest.approx(1.0)
     assert block_influence_scores({"u": 0.25})["u"] == pytest.approx(0.75)
 
 
-def test_block_influence_and_angular_rank_units_by_their_io_cosine(
-    trained, representations
-):
+def test_block_influence_and_angular_rank_units_by_their_io_cosine(trained, representations):
     cosine = dict(zip(representations.units, representations.io_cosine))
-    by_cosine = sorted(
-        representations.candidates, key=lambda u: -cosine[u]
-    )  # most similar first
+    by_cosine = sorted(representations.candidates, key=lambda u: -cosine[u])  # most similar first
     for method in ("block_influence", "angular"):
         scores = score_units(
             method,
@@ -221,9 +197,7 @@ def test_block_influence_and_angular_rank_units_by_their_io_cosine(
         assert sorted(scores, key=scores.get) == by_cosine, method
 
 
-def test_greedy_loss_is_the_bypassed_loss_minus_the_intact_loss(
-    trained, representations, calibration_batches
-):
+def test_greedy_loss_is_the_bypassed_loss_minus_the_intact_loss(trained, representations, calibration_batches):
     scores = score_units(
         "greedy_loss",
         trained.model,

@@ -16,7 +16,6 @@ FASHION_ROOT = Path(SOURCES["fashion-mnist"].default_root)
 DIGITS = {"name": "digits"}
 
 
-
 def test_digits_split_sizes_shapes_and_labels() -> None:
     train, test = build_dataset(DIGITS, "train"), build_dataset(DIGITS, "test")
     assert (len(train), len(test)) == (1437, 360)  # 1797 images, 20% held out

@@ -133,12 +133,18 @@ def make_tree(
     }
     names = ["stem", *UNITS]
     cka = [
-        {"unit_a": a, "unit_b": b, "cka": 1.0 if a == b else 1.0 / (1.0 + abs(i - j)) + (0.3 if (i - 1) // 3 == (j - 1) // 3 else 0.0)}
+        {
+            "unit_a": a,
+            "unit_b": b,
+            "cka": 1.0 if a == b else 1.0 / (1.0 + abs(i - j)) + (0.3 if (i - 1) // 3 == (j - 1) // 3 else 0.0),
+        }
         for i, a in enumerate(names)
         for j, b in enumerate(names)
     ]
     tree.cka = _csv(exp / "similarity/unit_cka.csv", pd.DataFrame(cka).assign(cka=lambda f: f["cka"].clip(0, 1)))
-    tree.segments = _json(exp / "segments/segments.json", {"units": UNITS, "segments": [[0, 3], [3, 6], [6, 9]], "k": 3})
+    tree.segments = _json(
+        exp / "segments/segments.json", {"units": UNITS, "segments": [[0, 3], [3, 6], [6, 9]], "k": 3}
+    )
     if robustness:
         _robustness(tree, exp / "robustness/baseline", 0.0)
     for method in METHODS:
@@ -150,15 +156,29 @@ def make_tree(
                 n = len(removed)
                 pdir, fdir = exp / "pruned" / run, exp / "finetuned" / run
                 entry = {"method": method, "budget": budget, "seed": seed}
-                entry["pruned_metrics"] = _json(pdir / "metrics.json", _metrics(n, pruned_top1(method, budget, seed), bps))
+                entry["pruned_metrics"] = _json(
+                    pdir / "metrics.json", _metrics(n, pruned_top1(method, budget, seed), bps)
+                )
                 entry["plan"] = _json(
                     pdir / "plan.json",
-                    {"removed": removed, "n_removed": n, "removed_macs": 1000 * n, "remaining_macs": 10000 - 1000 * n,
-                     "macs_reduction": n / 10, "params_reduction": n / 10, "blocks_per_stage_after": bps},
+                    {
+                        "removed": removed,
+                        "n_removed": n,
+                        "removed_macs": 1000 * n,
+                        "remaining_macs": 10000 - 1000 * n,
+                        "macs_reduction": n / 10,
+                        "params_reduction": n / 10,
+                        "blocks_per_stage_after": bps,
+                    },
                 )
                 scores = [
-                    {"unit": u, "stage": int(u[5]) - 1, "score": 1.0 - 0.1 * k if method == "cka" else 0.1 * k,
-                     "rank": k, "removed": u in removed}
+                    {
+                        "unit": u,
+                        "stage": int(u[5]) - 1,
+                        "score": 1.0 - 0.1 * k if method == "cka" else 0.1 * k,
+                        "rank": k,
+                        "removed": u in removed,
+                    }
                     for k, u in enumerate(UNITS)
                 ]
                 tree.scores.append(_csv(pdir / "scores.csv", pd.DataFrame(scores)))
@@ -167,7 +187,9 @@ def make_tree(
                         fdir / "metrics.json", _metrics(n, finetuned_top1(method, budget, seed), bps)
                     )
                     entry["finetune_emissions"] = _emissions(fdir / "emissions_finetune.csv", energy(0.05 * n))
-                    entry["inference_emissions"] = _emissions(fdir / "emissions_inference.csv", energy(0.01 * (1 - n / 10)))
+                    entry["inference_emissions"] = _emissions(
+                        fdir / "emissions_inference.csv", energy(0.01 * (1 - n / 10))
+                    )
                 if robustness:
                     final = finetuned_top1(method, budget, seed) if finetune else pruned_top1(method, budget, seed)
                     _robustness(tree, exp / "robustness" / run, BASE_TOP1 - final)

@@ -19,7 +19,10 @@ def test_summary_figures_in_every_format(summary_csv, tmp_path):
     written = make_figures(given, tmp_path, only=SUMMARY_FIGURES, formats=["png", "pdf"], dpi=40)
     assert_written(written, SUMMARY_FIGURES, tmp_path)
     assert set(FIGURES) - set(SUMMARY_FIGURES) == {
-        "cka_segments", "criterion_scores", "robustness_adversarial", "robustness_corruptions"
+        "cka_segments",
+        "criterion_scores",
+        "robustness_adversarial",
+        "robustness_corruptions",
     }
 
 
@@ -44,8 +47,22 @@ def test_cli_with_robustness_dir(tree, summary_csv, tmp_path):
     parser = argparse.ArgumentParser()
     figures_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["figures", "--summary", str(summary_csv), "--robustness-dir", str(tree.root / "robustness"),
-         "--only", "robustness_adversarial", "pareto", "--out-dir", str(tmp_path), "--formats", "png", "--dpi", "40"]
+        [
+            "figures",
+            "--summary",
+            str(summary_csv),
+            "--robustness-dir",
+            str(tree.root / "robustness"),
+            "--only",
+            "robustness_adversarial",
+            "pareto",
+            "--out-dir",
+            str(tmp_path),
+            "--formats",
+            "png",
+            "--dpi",
+            "40",
+        ]
     )
     args.func(args)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pareto.png", "robustness_adversarial.png"]

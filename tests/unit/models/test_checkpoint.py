@@ -21,7 +21,6 @@ PREPROCESSING = {
 }
 
 
-
 def _trained_looking(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random batch-norm statistics, so that a checkpoint that lost its buffers would show."""
     g = torch.Generator().manual_seed(seed)
@@ -151,7 +150,9 @@ def test_load_external_weights_accepts_plain_state_dicts_and_own_checkpoints(tmp
         ("resnet20", "resnet32", r"missing \['layer1\.3\.conv1\.weight"),
     ],
 )
-def test_load_external_weights_rejects_another_architecture(tmp_path: Path, source: str, target: str, message: str) -> None:
+def test_load_external_weights_rejects_another_architecture(
+    tmp_path: Path, source: str, target: str, message: str
+) -> None:
     path = tmp_path / "w.th"
     torch.save(_published_style(get_model(source, num_classes=10)), path)
     model = get_model(target, num_classes=10)

@@ -22,7 +22,11 @@ from layerprune.models import (
 from layerprune.models.units import bypass
 
 CIFAR_N = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
-TORCHVISION = {"resnet18": ("basic", [2, 2, 2, 2]), "resnet34": ("basic", [3, 4, 6, 3]), "resnet50": ("bottleneck", [3, 4, 6, 3])}
+TORCHVISION = {
+    "resnet18": ("basic", [2, 2, 2, 2]),
+    "resnet34": ("basic", [3, 4, 6, 3]),
+    "resnet50": ("bottleneck", [3, 4, 6, 3]),
+}
 
 
 # Counting MACs runs torch's FlopCounterMode, which costs seconds for the deeper models on
@@ -111,7 +115,8 @@ def test_cost_follows_input_size_and_custom_depths() -> None:
 
 
 @pytest.mark.parametrize(
-    "name, size, classes, channels", [("resnet20", 16, 7, 1), ("resnet56", 32, 100, 3), ("resnet18", 64, 5, 1), ("resnet50", 64, 3, 4)]
+    "name, size, classes, channels",
+    [("resnet20", 16, 7, 1), ("resnet56", 32, 100, 3), ("resnet18", 64, 5, 1), ("resnet50", 64, 3, 4)],
 )
 def test_in_channels_and_num_classes_are_configurable(name: str, size: int, classes: int, channels: int) -> None:
     model = get_model(name, num_classes=classes, in_channels=channels).eval()
@@ -163,7 +168,12 @@ def test_empty_stage_is_rejected() -> None:
 
 @pytest.mark.parametrize(
     "name, blocks, channels, size",
-    [("resnet20", [1, 4, 2], 1, 16), ("resnet32", None, 3, 32), ("resnet18", [1, 2, 1, 1], 3, 64), ("resnet50", [1, 1, 2, 1], 3, 64)],
+    [
+        ("resnet20", [1, 4, 2], 1, 16),
+        ("resnet32", None, 3, 32),
+        ("resnet18", [1, 2, 1, 1], 3, 64),
+        ("resnet50", [1, 1, 2, 1], 3, 64),
+    ],
 )
 def test_build_model_from_spec_round_trip(name: str, blocks, channels: int, size: int) -> None:
     model = get_model(name, num_classes=10, in_channels=channels, blocks_per_stage=blocks).eval()

@@ -144,7 +144,9 @@ def test_record_outputs_on_torchvision_resnet() -> None:
     assert out["penultimate"].shape == (2, 512)
 
 
-@pytest.mark.parametrize("name, blocks, side", [("resnet20", None, 32), ("resnet18", None, 32), ("resnet50", [2, 2, 1, 1], 32)])
+@pytest.mark.parametrize(
+    "name, blocks, side", [("resnet20", None, 32), ("resnet18", None, 32), ("resnet50", [2, 2, 1, 1], 32)]
+)
 def test_forward_from_a_unit_input_equals_the_bypassed_model(name: str, blocks, side: int) -> None:
     model = _randomized(get_model(name, num_classes=10, blocks_per_stage=blocks), seed=4)
     x = torch.randn(2, 3, side, side, generator=torch.Generator().manual_seed(5))

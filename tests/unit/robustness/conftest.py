@@ -53,7 +53,6 @@ def _tiny_cnn() -> nn.Module:
     )
 
 
-
 @pytest.fixture(scope="session")
 def digits_setup() -> DigitsSetup:
     digits = load_digits()

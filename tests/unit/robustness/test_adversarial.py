@@ -138,7 +138,7 @@ def test_out_of_bound_perturbation_is_detected(digits_setup, monkeypatch) -> Non
             advs = [(x + 2 * e).clamp(0, 1) for e in epsilons]
             return advs, advs, torch.zeros(len(epsilons), len(x), dtype=torch.bool)
 
-    monkeypatch.setitem(ATTACKS, "broken", AttackSpec("linf", lambda: _Overshoot()))
+    monkeypatch.setitem(ATTACKS, "broken", AttackSpec("linf", _Overshoot))
     with pytest.raises(RuntimeError, match="above its bound"):
         _run(digits_setup, [{"name": "broken", "epsilons": [0.1]}], n=8)
 

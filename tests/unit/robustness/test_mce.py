@@ -16,7 +16,9 @@ from layerprune.summary import build_summary
 
 
 def _table(acc: dict[tuple[str, int], float]) -> pd.DataFrame:
-    rows = [{"corruption": c, "group": CORRUPTIONS[c], "severity": s, "accuracy": a, "n": 100} for (c, s), a in acc.items()]
+    rows = [
+        {"corruption": c, "group": CORRUPTIONS[c], "severity": s, "accuracy": a, "n": 100} for (c, s), a in acc.items()
+    ]
     return pd.DataFrame(rows)
 
 

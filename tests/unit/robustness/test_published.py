@@ -174,7 +174,9 @@ def test_ood_sets_load_in_their_published_layouts(tmp_path) -> None:
 
 
 def test_ood_errors_name_the_path_and_the_source(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"lacks \['cifar102_test\.npz'\].*github\.com/modestyachts/cifar-10\.2"):
+    with pytest.raises(
+        FileNotFoundError, match=r"lacks \['cifar102_test\.npz'\].*github\.com/modestyachts/cifar-10\.2"
+    ):
         load_ood_set("cifar10.2", tmp_path)
     np.savez(tmp_path / "cifar102_test.npz", data=np.zeros((2, 32, 32, 3), np.uint8))
     with pytest.raises(ValueError, match=r"has arrays \['data'\]"):

@@ -28,7 +28,9 @@ def test_unknown_attack_name_names_it_and_the_allowed_ones() -> None:
 
 
 def test_unknown_attack_param_names_it_and_the_allowed_ones() -> None:
-    cfg = _config(attacks=[{"name": "fgsm", "epsilons": [0.1]}, {"name": "pgd", "epsilons": [0.1], "params": {"stepz": 3}}])
+    cfg = _config(
+        attacks=[{"name": "fgsm", "epsilons": [0.1]}, {"name": "pgd", "epsilons": [0.1], "params": {"stepz": 3}}]
+    )
     with pytest.raises(ConfigError) as err:
         validate_config(cfg)
     message = str(err.value)
@@ -39,8 +41,12 @@ def test_unknown_attack_param_names_it_and_the_allowed_ones() -> None:
 
 def test_a_param_of_another_attack_is_rejected() -> None:
     # binary_search_steps is a cw param: valid somewhere, not for deepfool
-    with pytest.raises(ConfigError, match=r"attacks\.0: attack 'deepfool' got unknown params \['binary_search_steps'\]"):
-        validate_config(_config(attacks=[{"name": "deepfool", "epsilons": [0.1], "params": {"binary_search_steps": 2}}]))
+    with pytest.raises(
+        ConfigError, match=r"attacks\.0: attack 'deepfool' got unknown params \['binary_search_steps'\]"
+    ):
+        validate_config(
+            _config(attacks=[{"name": "deepfool", "epsilons": [0.1], "params": {"binary_search_steps": 2}}])
+        )
 
 
 def test_unknown_corruption_names_it_and_the_allowed_ones() -> None:

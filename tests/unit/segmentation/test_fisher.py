@@ -22,7 +22,7 @@ def _brute_force(X: np.ndarray, k: int) -> float:
     best = np.inf
     for cuts in itertools.combinations(range(1, n_rows), k - 1):
         bounds = (0, *cuts, n_rows)
-        segments = list(zip(bounds[:-1], bounds[1:]))
+        segments = list(itertools.pairwise(bounds))
         best = min(best, segment_cost(X, segments))
     return best
 
@@ -37,7 +37,7 @@ def _clustered(sizes: list[int], d: int = 5, seed: int = 0, spread: float = 0.05
 def _check_partition(segments: list[tuple[int, int]], n_rows: int, k: int) -> None:
     assert len(segments) == k
     assert segments[0][0] == 0 and segments[-1][1] == n_rows
-    for (a, b), (c, _) in zip(segments, segments[1:]):
+    for (a, b), (c, _) in itertools.pairwise(segments):
         assert a < b == c
     assert segments[-1][0] < segments[-1][1]
 

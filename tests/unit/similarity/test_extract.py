@@ -26,7 +26,6 @@ from layerprune.similarity.extract import Representations, extract_representatio
 N = 128
 
 
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> torch.nn.Module:
     return load_trained(tmp_path_factory).model.eval()
@@ -40,14 +39,10 @@ def images() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def reps(
-    model: torch.nn.Module, images: tuple[torch.Tensor, torch.Tensor]
-) -> Representations:
+def reps(model: torch.nn.Module, images: tuple[torch.Tensor, torch.Tensor]) -> Representations:
     """Extraction with the whole calibration set as one batch (so the minibatch CKA is the full-data one)."""
     x, y = images
-    return extract_representations(
-        model, [(x, y)], input_size=INPUT_SIZE, progress=False
-    )
+    return extract_representations(model, [(x, y)], input_size=INPUT_SIZE, progress=False)
 
 
 def _penultimate(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -85,9 +80,7 @@ def test_bypassed_features_equal_the_bypassed_model(model, images):
     """Prefix caching changes nothing: it equals rerunning the whole model, and the model under ``bypass``."""
     x, y = images
     batches = [(x[:64], y[:64]), (x[64:], y[64:])]
-    cached = extract_representations(
-        model, batches, input_size=INPUT_SIZE, matrix=False, progress=False
-    )
+    cached = extract_representations(model, batches, input_size=INPUT_SIZE, matrix=False, progress=False)
     full = extract_representations(
         model,
         batches,
@@ -97,20 +90,14 @@ def test_bypassed_features_equal_the_bypassed_model(model, images):
         progress=False,
     )
     np.testing.assert_allclose(cached.bypassed, full.bypassed, atol=1e-5, rtol=0)
-    np.testing.assert_allclose(
-        cached.bypassed_loss, full.bypassed_loss, atol=1e-6, rtol=0
-    )
+    np.testing.assert_allclose(cached.bypassed_loss, full.bypassed_loss, atol=1e-6, rtol=0)
     for name in cached.candidates:
         with bypass(model, [name]):
             expected = _penultimate(model, x)
             with torch.no_grad():
                 expected_loss = float(F.cross_entropy(model(x), y))
-        np.testing.assert_allclose(
-            cached.bypassed_of(name), expected, atol=1e-5, rtol=0, err_msg=name
-        )
-        assert cached.bypassed_loss[cached.candidates.index(name)] == pytest.approx(
-            expected_loss, rel=1e-5
-        )
+        np.testing.assert_allclose(cached.bypassed_of(name), expected, atol=1e-5, rtol=0, err_msg=name)
+        assert cached.bypassed_loss[cached.candidates.index(name)] == pytest.approx(expected_loss, rel=1e-5)
         # and bypassing a unit of a trained model does change the features
         assert not np.allclose(cached.bypassed_of(name), cached.intact, atol=1e-3)
 
@@ -123,12 +110,8 @@ def test_io_cosine_is_nan_exactly_for_downsampling_units(model, images, reps):
     x, _ = images
     with record_outputs(model, ["layer1.0", "layer1.1"]) as out, torch.no_grad():
         model(x)
-    expected = F.cosine_similarity(
-        out["layer1.0"].flatten(1), out["layer1.1"].flatten(1), dim=1
-    ).mean()
-    assert reps.io_cosine[reps.units.index("layer1.1")] == pytest.approx(
-        float(expected), abs=1e-5
-    )
+    expected = F.cosine_similarity(out["layer1.0"].flatten(1), out["layer1.1"].flatten(1), dim=1).mean()
+    assert reps.io_cosine[reps.units.index("layer1.1")] == pytest.approx(float(expected), abs=1e-5)
     finite = reps.io_cosine[~np.isnan(reps.io_cosine)]
     assert np.all((finite >= -1) & (finite <= 1))
 
@@ -145,12 +128,8 @@ def test_cka_matrix_equals_cka_of_hooked_features(model, images, reps):
     with record_outputs(model, reps.units) as out, torch.no_grad():
         model(x)
         stem = model.forward_stem(x)
-    features = [stem.flatten(1).numpy()] + [
-        out[name].flatten(1).numpy() for name in reps.units
-    ]
-    np.testing.assert_allclose(
-        matrix, cka_matrix(features, mode="unbiased"), atol=1e-6, rtol=0
-    )
+    features = [stem.flatten(1).numpy()] + [out[name].flatten(1).numpy() for name in reps.units]
+    np.testing.assert_allclose(matrix, cka_matrix(features, mode="unbiased"), atol=1e-6, rtol=0)
     # neighbouring units of a residual network are more similar than the stem and the last unit
     assert matrix[1, 2] > matrix[0, -1]
 
@@ -171,9 +150,7 @@ def test_save_load_round_trip(reps, tmp_path):
         "io_cosine",
         "cka_matrix",
     ):
-        np.testing.assert_array_equal(
-            getattr(loaded, key), getattr(reps, key), err_msg=key
-        )
+        np.testing.assert_array_equal(getattr(loaded, key), getattr(reps, key), err_msg=key)
     assert not list(tmp_path.glob("*.tmp*")), "the atomic write left a temp file behind"
 
 
@@ -202,9 +179,7 @@ def test_artifact_holds_only_penultimate_sized_arrays(model, reps, tmp_path):
 def test_corrupt_or_incomplete_file_is_a_clear_error(reps, tmp_path):
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip archive at all")
-    with pytest.raises(
-        ValueError, match="not a representations file.*rerun extraction"
-    ):
+    with pytest.raises(ValueError, match="not a representations file.*rerun extraction"):
         Representations.load(garbage)
     # a valid npz that lacks a field (e.g. written by another tool)
     partial = tmp_path / "partial.npz"
