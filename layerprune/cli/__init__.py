@@ -23,6 +23,7 @@ COMMANDS = {
     "info": "info",
     "baseline": "baseline",
     "evaluate": "evaluate",
+    "latency": "latency",
     "extract": "extract",
     "similarity": "similarity",
     "segment": "segment",

@@ -1,7 +1,7 @@
-"""``layerprune summarize``: one tidy ``summary.csv`` of an experiment, and the main table (Markdown, LaTeX).
+"""``layerprune summarize``: one tidy ``summary.csv`` of an experiment, and the main table (Markdown, LaTeX, HTML).
 
-Every input is an explicit file list (as Snakemake passes ``{input.x}``); per-run files are matched to their
-(method, budget, seed) by their path, ``.../<method>/<budget>/seed<N>/<file>``, so the lists need no common order.
+Every input is an explicit file list (as Snakemake passes them); per-run files are matched to their
+(method, budget, seed) by their path, .../<method>/<budget>/seed<N>/<file>, so the lists need no common order.
 """
 
 from __future__ import annotations
@@ -38,10 +38,11 @@ def _run(args: argparse.Namespace) -> None:
         baseline_inference_emissions=args.baseline_inference_emissions,
         baseline_adversarial=args.baseline_adversarial,
         baseline_corruptions=args.baseline_corruptions,
+        latency=args.latency,
     )
     write_summary(args.out, summary)
     logger.info("wrote %s (%d rows, %d runs)", args.out, len(summary), len(runs))
-    for path in write_main_tables(summary, args.table_md, args.table_tex):
+    for path in write_main_tables(summary, args.table_md, args.table_tex, args.table_html):
         logger.info("wrote %s", path)
 
 
@@ -91,7 +92,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--adversarial", **files, help="robustness/<method>/<budget>/seed<N>/adversarial.csv (of each run's last model)"
     )
     p.add_argument("--corruptions", **files, help="robustness/<method>/<budget>/seed<N>/corruptions.csv")
+    p.add_argument(
+        "--latency",
+        type=Path,
+        default=None,
+        help="latency/latency.csv of `layerprune latency` (latency with its spread, energy per image)",
+    )
     p.add_argument("--out", type=Path, required=True, help="summary.csv to write")
     p.add_argument("--table-md", type=Path, default=None, help="main table as Markdown (tables/main.md)")
     p.add_argument("--table-tex", type=Path, default=None, help="main table as LaTeX (tables/main.tex)")
+    p.add_argument("--table-html", type=Path, default=None, help="main table as an HTML page (tables/main.html)")
     p.set_defaults(func=_run)

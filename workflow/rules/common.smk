@@ -43,6 +43,16 @@ def baseline_threads():
     return max(1, min(cores, 16))
 
 
+def exclusive_threads():
+    """Threads of the timing step: every core of a local run, so that Snakemake runs nothing
+    beside it (its torch threads are evaluation.latency_threads); on a cluster, where there
+    is no core count, the job gets its own allocation (profiles/slurm asks for --exclusive)."""
+    try:
+        return max(1, workflow.cores)
+    except WorkflowError:
+        return 8
+
+
 def fanout_threads():
     """Threads of the rules that run once per (method, budget, seed) or per model: a quarter
     of the cores, so that several run side by side. These jobs are short and spend much of
@@ -94,6 +104,11 @@ def compared_models():
     return ["baseline", *pruned_models([final_stage()])]
 
 
+def timed_models(wildcards):
+    """model.pt of every compared model, timed together by evaluate_latency."""
+    return [f"{RESULTS}/{model}/model.pt" for model in compared_models()]
+
+
 def runs(stage, name):
     """One file of every (method, budget, seed) run of a stage folder."""
     return [f"{RESULTS}/{model}/{name}" for model in pruned_models([stage])]
@@ -105,6 +120,7 @@ def summary_inputs(wildcards):
     final = final_stage()
     return {
         "baseline_metrics": f"{RESULTS}/baseline/metrics.json",
+        "latency": f"{RESULTS}/latency/latency.csv",
         "baseline_train_emissions": f"{RESULTS}/baseline/emissions_train.csv",
         "baseline_inference_emissions": f"{RESULTS}/baseline/emissions_inference.csv",
         "baseline_adversarial": [f"{RESULTS}/robustness/baseline/adversarial.csv"] if robust else [],
@@ -173,7 +189,7 @@ def figure_files(*names):
 
 def figure_targets():
     """The PNG of every figure the experiment draws."""
-    names = ["accuracy_vs_macs", "energy", "pareto", "cka_segments", "criterion_scores"]
+    names = ["accuracy_vs_macs", "removed_units", "energy", "pareto", "cka_segments", "criterion_scores"]
     if config["robustness"]["enabled"]:
         names += ["robustness_adversarial", "robustness_corruptions"]
     if config["figures"]["compare"]:
