@@ -21,8 +21,8 @@ from layerprune.summary import (
     main_table_markdown,
     read_emissions,
     read_summary,
-    write_main_tables,
     run_key,
+    write_main_tables,
     write_summary,
 )
 

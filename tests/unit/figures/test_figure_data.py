@@ -64,7 +64,11 @@ def test_removed_units_match_each_plan(tree, summary):
             cells = data[(data["method"] == method) & (data["budget"] == budget)]
             assert list(cells["unit"]) == rt.UNITS  # every unit, in forward order
             plans = [
-                set(json.loads((tree.root / "pruned" / method / budget / f"seed{s}" / "plan.json").read_text())["removed"])
+                set(
+                    json.loads((tree.root / "pruned" / method / budget / f"seed{s}" / "plan.json").read_text())[
+                        "removed"
+                    ]
+                )
                 for s in (0, 1)
             ]
             assert plans[0] == plans[1] == set(rt.removed_units(method, budget))
