@@ -121,7 +121,7 @@ def test_checkpoint_lacking_an_entry_names_it(tmp_path: Path, key: str) -> None:
     payload = torch.load(path, weights_only=True)
     del payload[key]
     torch.save(payload, path)
-.*written by a layerprune stage"):
+    with pytest.raises(ValueError, match=rf"lacks \['{key}'\].*written by a layerprune stage"):
         load_checkpoint(path)
 
 
