@@ -6,10 +6,17 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from layerprune.config import check_robustness
+from layerprune.config import ConfigError, check_profile_resources, check_robustness
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_robustness(config)  # what the schema cannot: attack params, real data paths
+try:  # a profile's EDIT_ME placeholders (profiles/slurm) stop every run, a dry run included
+    check_profile_resources(
+        workflow.resource_settings.default_resources.args if workflow.resource_settings.default_resources else [],
+        workflow.resource_settings.overwrite_resources or {},
+    )
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
 # not be activated); with --software-deployment-method conda the rule's env comes first.
