@@ -11,6 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from layerprune.cli import plain_text
 from layerprune.cli._common import add_tracking_args, json_arg
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "latency",
         help="time several checkpoints one after another (latency and inference energy per image)",
-        description=__doc__,
+        description=plain_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(

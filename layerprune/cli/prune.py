@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help="baseline checkpoint")
     p.add_argument("--method", choices=sorted(CRITERIA), required=True, help="criterion")
     p.add_argument("--budget", required=True, help="blocksN (remove N units) or macsP (remove >= P%% of MACs)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the run (random criterion, GradNorm batches)")
     p.add_argument("--pruning", type=json_arg, default={}, help="the config's pruning section")
     p.add_argument(
         "--finetune",
@@ -103,9 +103,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", type=Path, default=None, help="candidate distances (consensus)")
     p.add_argument("--consensus-metrics", nargs="+", default=["cka"], help="metrics consensus votes over")
     p.add_argument("--segments", type=Path, default=None, help="segments JSON (sglp)")
-    p.add_argument("--calibration-size", type=int, default=512)
-    p.add_argument("--calibration-batch-size", type=int, default=128)
-    p.add_argument("--calibration-seed", type=int, default=0)
+    p.add_argument("--calibration-size", type=int, default=512, help="calibration images (greedy loss, GradNorm)")
+    p.add_argument("--calibration-batch-size", type=int, default=128, help="calibration images per forward pass")
+    p.add_argument("--calibration-seed", type=int, default=0, help="seed of the calibration subset")
     p.add_argument("--scores", type=Path, required=True, help="tidy scores CSV to write")
     p.add_argument("--plan", type=Path, required=True, help="plan JSON to write")
     p.add_argument("--out", type=Path, required=True, help="pruned checkpoint to write")

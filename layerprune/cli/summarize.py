@@ -10,6 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from layerprune.cli import plain_text
 from layerprune.summary import (
     build_summary,
     collect_runs,
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "summarize",
         help="join every result of an experiment into summary.csv and the main table",
-        description=__doc__,
+        description=plain_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     files = {"nargs": "*", "type": Path, "default": [], "metavar": "FILE"}
