@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from layerprune.cli import plain_text
-from layerprune.cli._common import add_tracking_args, json_arg
+from layerprune.cli._common import add_tracking_args, section_arg
 
 logger = logging.getLogger(__name__)
 
@@ -72,10 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--evaluation",
-        type=json_arg,
-        required=True,
+        type=section_arg("evaluation"),
+        default="{}",
         help="the config's evaluation section as JSON (latency_batch_size, latency_repeats, latency_rounds, "
-        "latency_warmup, latency_threads, energy_seconds, energy_windows)",
+        "latency_warmup, latency_threads, energy_seconds, energy_windows; default: the schema's)",
     )
     p.add_argument("--out", type=Path, required=True, help="latency.csv to write (one row per model)")
     add_tracking_args(p)
