@@ -23,7 +23,7 @@ def test_accuracy_vs_macs_plots_mean_over_seeds_per_method_and_stage(summary):
         bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
         assert len(bars) == len(rt.METHODS)  # one marker series per method in each stage's panel
         first = bars[0].lines[0]  # cka (methods sorted), offset left of the true MAC reduction
-        assert np.all(first.get_xdata() < [20.0, 40.0]) and np.all(first.get_xdata() > [18.0, 38.0]), stage
+        assert np.all(first.get_xdata() < [20.0, 40.0]) and np.all(first.get_xdata() > [16.0, 36.0]), stage
         expected = [np.mean([100 * (top1("cka", b, s) - rt.BASE_TOP1) for s in (0, 1)]) for b in rt.BUDGETS]
         np.testing.assert_allclose(first.get_ydata(), expected)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
@@ -57,8 +57,8 @@ def test_pareto_front_and_missing_latency(summary):
     np.testing.assert_allclose(front.get_xdata(), [1.2, 1.6, 2.0])
     no_latency = summary.assign(latency_ms=np.nan)
     fig = pareto(no_latency)
-    assert "no latency (ms) measured" in _texts(fig)
-    assert fig.axes[1].collections  # the params panel is still drawn
+    assert "no latency measured" in _texts(fig)
+    assert fig.axes[1].lines  # the params panel is still drawn
 
 
 def test_compare_experiments_one_panel_each(summary):
