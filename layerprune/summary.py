@@ -736,7 +736,7 @@ def main_table_notes(table: pd.DataFrame, summary: pd.DataFrame | None = None) -
             )
         notes.append(
             f"Latency: median time per batch{how} and its interquartile range [IQR], every model timed one after "
-            "another in a dedicated step with nothing else running; ≈ marks a model whose range overlaps the "
+            "another in a dedicated step that no other workflow job runs beside; ≈ marks a model whose range overlaps the "
             "baseline's (no measurable difference)."
         )
     if table["energy_mj"].notna().any():

@@ -3,7 +3,7 @@
 Timing a model while other jobs share the CPU measures the other jobs: on a busy 2-core machine, models of one
 architecture measured 8.7 to 50 ms per batch when each was timed inside its own pruning or fine-tuning job. So the
 workflow times every compared model in one dedicated job (rule ``evaluate_latency``, which claims every core so that
-nothing else runs beside it), with the same thread count for all, in rounds: each round times every model once in
+no other workflow job runs beside it; other programs on the machine still can), with the same thread count for all, in rounds: each round times every model once in
 turn, so a slow spell of the machine touches every model alike instead of one. The spread reported is the
 interquartile range of the timed passes of all rounds.
 

@@ -61,7 +61,7 @@ rule evaluate_latency:
         country=lookup(dpath="emissions/country_iso_code", within=config),
         emissions_flag=emissions_flag(),
     message:
-        "Timing every compared model of {wildcards.experiment} one after another (nothing else runs)"
+        "Timing every compared model of {wildcards.experiment} one after another (no other job runs beside it)"
     shell:
         "layerprune latency --models {input.models} --evaluation {params.evaluation:q}"
         " --out {output.latency} {params.emissions_flag} --country {params.country} > {log} 2>&1"
