@@ -77,6 +77,7 @@ SUMMARY_COLUMNS = (
     "latency_q3_ms",
     "latency_threads",
     "latency_batch_size",
+    "latency_passes",
     "train_energy_kwh",
     "train_co2_kg",
     "finetune_energy_kwh",
@@ -86,6 +87,8 @@ SUMMARY_COLUMNS = (
     "inference_j_per_image",
     "inference_q1_j_per_image",
     "inference_q3_j_per_image",
+    "energy_window_s",
+    "energy_windows",
     "energy_source",
     "adv_accuracy_mean",
     "corruption_accuracy_mean",
@@ -408,6 +411,9 @@ _LATENCY_COLUMNS = {
     "latency_q3_ms": "latency_q3_ms",
     "threads": "latency_threads",
     "batch_size": "latency_batch_size",
+    "latency_passes": "latency_passes",
+    "energy_seconds": "energy_window_s",
+    "energy_windows": "energy_windows",
     "energy_j_per_image": "inference_j_per_image",
     "energy_q1_j_per_image": "inference_q1_j_per_image",
     "energy_q3_j_per_image": "inference_q3_j_per_image",
@@ -734,6 +740,8 @@ def main_table_notes(table: pd.DataFrame, summary: pd.DataFrame | None = None) -
                 f" of {int(summary['latency_batch_size'].dropna().iloc[0])} images on "
                 f"{int(summary['latency_threads'].dropna().iloc[0])} thread(s)"
             )
+            if "latency_passes" in summary and summary["latency_passes"].notna().any():
+                how += f", {int(summary['latency_passes'].dropna().iloc[0])} timed passes per model"
         notes.append(
             f"Latency: median time per batch{how} and its interquartile range [IQR], every model timed one after "
             "another in a dedicated step that no other workflow job runs beside; ≈ marks a model whose range overlaps the "
@@ -744,8 +752,14 @@ def main_table_notes(table: pd.DataFrame, summary: pd.DataFrame | None = None) -
         if summary is not None and "energy_source" in summary:
             parts = {p.strip() for v in summary["energy_source"].dropna() for p in str(v).split(";") if p.strip()}
             source = f" CPU power: {'; '.join(sorted(parts))}." if parts else ""
+        window = "fixed-length windows"
+        if summary is not None and "energy_window_s" in summary and summary["energy_window_s"].notna().any():
+            window = (
+                f"{int(summary['energy_windows'].dropna().iloc[0])} windows of "
+                f"{float(summary['energy_window_s'].dropna().iloc[0]):g} s"
+            )
         notes.append(
-            "Energy: CodeCarbon's inference energy per image over fixed-length windows of inference per model "
+            f"Energy: CodeCarbon's inference energy per image over {window} of inference per model "
             f"(median [IQR] of the windows); ≈ as for latency.{source}"
         )
     return caption, notes

@@ -310,6 +310,7 @@ def test_main_table_names_removed_units_flags_spread_and_has_notes(tree):
     assert "Top-1 fine-tuned (%)" in md and "Removed units" in md
     assert "on the 500 test images; one image is worth 0.20 accuracy points" in md
     assert "against the unpruned baseline (90.00%)" in md
+    assert "64 images on 1 thread(s), 60 timed passes per model" in md and "3 windows of 1 s" in md
     assert "≈ 1.95 [1.85–2.05]" in md  # flagged: overlaps the baseline's 1.90-2.10
     assert "1.60 [1.55–1.65]" in md and "≈ 1.60" not in md
     html = (tmp := tree.root / "main.html") and write_main_tables(summary, None, None, tmp)[0].read_text()

@@ -185,6 +185,9 @@ def make_tree(
                 "energy_j_per_image": em,
                 "energy_q1_j_per_image": e1,
                 "energy_q3_j_per_image": e3,
+                "latency_passes": 60,
+                "energy_seconds": 1.0,
+                "energy_windows": 3,
             }
         )
     tree.latency = _csv(exp / "latency/latency.csv", pd.DataFrame(latency_rows))
