@@ -616,7 +616,7 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
     ref = table.iloc[0]
     one_image = 100.0 / n_test if n_test and not math.isnan(n_test) else math.nan
     table["top1_within_spread"] = [
-        i > 0 and (abs(d) < one_image or (not math.isnan(sd) and abs(d) <= sd))
+        i > 0 and (abs(d) < one_image - 1e-9 or (not math.isnan(sd) and abs(d) <= sd))
         for i, (d, sd) in enumerate(zip(table["top1_delta"], table["top1_delta_std"].fillna(math.nan)))
     ]
     for kind, value, low, high in (
@@ -627,6 +627,11 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
             i > 0 and within_spread(r[value], r[low], r[high], ref[value], ref[low], ref[high])
             for i, (_, r) in enumerate(table.iterrows())
         ]
+    # CodeCarbon's energy without RAPL/NVML is its power estimate times the time, so the time's spread applies too:
+    # energy within the spread where either range overlaps the baseline's
+    table["energy_within_spread"] = table["energy_within_spread"] | (
+        table["latency_within_spread"] & table["energy_mj"].notna()
+    )
     order = table.apply(lambda r: (r["method"] != "baseline", r["method"], budget_sort_key(r["budget"])), axis=1)
     return table.iloc[sorted(range(len(table)), key=lambda i: order.iloc[i])].reset_index(drop=True)
 
@@ -743,7 +748,7 @@ def main_table_notes(table: pd.DataFrame, summary: pd.DataFrame | None = None) -
             if "latency_passes" in summary and summary["latency_passes"].notna().any():
                 how += f", {int(summary['latency_passes'].dropna().iloc[0])} timed passes per model"
         notes.append(
-            f"Latency: median time per batch{how} and its interquartile range [IQR], every model timed one after "
+            f"Latency: median time per batch{how}, with its interquartile range [IQR]; every model timed one after "
             "another in a dedicated step that no other workflow job runs beside; ≈ marks a model whose range overlaps the "
             "baseline's (no measurable difference)."
         )
@@ -760,7 +765,8 @@ def main_table_notes(table: pd.DataFrame, summary: pd.DataFrame | None = None) -
             )
         notes.append(
             f"Energy: CodeCarbon's inference energy per image over {window} of inference per model "
-            f"(median [IQR] of the windows); ≈ as for latency.{source}"
+            "(median [IQR] of the windows); ≈ marks a model whose energy range or latency range overlaps the "
+            f"baseline's (estimated energy follows time).{source}"
         )
     return caption, notes
 

@@ -294,7 +294,8 @@ def energy_data(summary: pd.DataFrame) -> pd.DataFrame:
     """The bars of :func:`energy`: the baseline and per (method, budget) the mean over seeds of the final models'
     inference energy per image (mJ, median and quartiles of the timing step's windows) and fine-tuning energy
     (kWh; the baseline's is its training), with ``inference_vs_baseline_pct`` and ``within_spread`` (True where the
-    model's interquartile range overlaps the baseline's: no measurable difference)."""
+    model's energy or latency interquartile range overlaps the baseline's: no measurable difference; CodeCarbon's
+    estimated energy is power times time, so the time's spread applies to it)."""
     from layerprune.timing import within_spread
 
     cols = [
@@ -303,12 +304,17 @@ def energy_data(summary: pd.DataFrame) -> pd.DataFrame:
         "inference_q3_j_per_image",
         "finetune_energy_kwh",
         "train_energy_kwh",
+        "latency_ms",
+        "latency_q1_ms",
+        "latency_q3_ms",
     ]
     table = _final_means(summary, [c for c in cols if c in summary]).reindex(columns=["method", "budget", *cols])
     out = pd.DataFrame({"method": table["method"], "budget": table["budget"]})
     for name, col in (("mj", "inference_j_per_image"), ("q1_mj", "inference_q1_j_per_image")):
         out[f"inference_{name}"] = 1000 * table[col]
     out["inference_q3_mj"] = 1000 * table["inference_q3_j_per_image"]
+    for col in ("latency_ms", "latency_q1_ms", "latency_q3_ms"):
+        out[col] = table[col]
     is_base = table["method"] == "baseline"
     out["finetune_kwh"] = table["finetune_energy_kwh"].where(~is_base, table["train_energy_kwh"])
     base = out[is_base]
@@ -320,16 +326,20 @@ def energy_data(summary: pd.DataFrame) -> pd.DataFrame:
             flags.append(False)
             continue
         pct.append(100 * (r["inference_mj"] - ref["inference_mj"]) / ref["inference_mj"])
-        flags.append(
-            within_spread(
-                r["inference_mj"],
-                r["inference_q1_mj"],
-                r["inference_q3_mj"],
-                ref["inference_mj"],
-                ref["inference_q1_mj"],
-                ref["inference_q3_mj"],
-            )
+        energy_overlaps = within_spread(
+            r["inference_mj"],
+            r["inference_q1_mj"],
+            r["inference_q3_mj"],
+            ref["inference_mj"],
+            ref["inference_q1_mj"],
+            ref["inference_q3_mj"],
         )
+        # estimated energy (no RAPL/NVML) is power times time: the time's spread applies to it too
+        time_overlaps = within_spread(
+            r["latency_ms"], r["latency_q1_ms"], r["latency_q3_ms"], ref["latency_ms"], ref["latency_q1_ms"],
+            ref["latency_q3_ms"],
+        )  # fmt: skip
+        flags.append(energy_overlaps or time_overlaps)
     out["inference_vs_baseline_pct"] = pct
     out["within_spread"] = flags
     return out
@@ -362,7 +372,7 @@ def energy(summary: pd.DataFrame) -> Figure:
     """Inference energy per image (mJ; bars: interquartile range over the timing step's fixed-length windows) of
     the baseline and every final model, and fine-tuning energy (kWh) of every pruned model beside the baseline's
     training. An inference bar states its change against the baseline only where the two spreads do not overlap;
-    otherwise it says the difference is within the spread. The footer names the power source (CodeCarbon estimates
+    otherwise (or where the latency ranges overlap: estimated energy follows time) it says the difference is within the spread. The footer names the power source (CodeCarbon estimates
     CPU power where no RAPL/NVML counters exist)."""
     data = energy_data(summary)
     methods = _methods(summary)
