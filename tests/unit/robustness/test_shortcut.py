@@ -216,8 +216,10 @@ def _train_and_measure(rho: float, tmp_path) -> dict[str, float]:
 def test_fully_biased_training_gives_high_reliance_and_unbiased_none(tmp_path):
     biased = _train_and_measure(1.0, tmp_path)
     unbiased = _train_and_measure(0.0, tmp_path)
-    assert biased["reliance"] > 0.5 and biased["patch_follow_rate"] > 0.4
-    assert abs(unbiased["reliance"]) < 0.05 and unbiased["patch_follow_rate"] < 0.1
+    # measured (torch 2.14, CPU): rho 1 -> reliance 0.58, follow rate 0.43, aligned 1.0; rho 0 -> reliance 0.03,
+    # follow rate 0.02, clean 0.97 (360 test images: a paired accuracy difference has a standard error ~0.015)
+    assert biased["reliance"] > 0.3 and biased["patch_follow_rate"] > 0.25 and biased["aligned_accuracy"] > 0.95
+    assert abs(unbiased["reliance"]) < 0.08 and unbiased["patch_follow_rate"] < 0.1
     assert unbiased["clean_accuracy"] > 0.9
 
 
