@@ -15,6 +15,7 @@ from layerprune.cli._common import (
     evaluate_written_model,
     finish_emissions,
     json_arg,
+    section_arg,
     set_threads,
 )
 from layerprune.data import build_dataset
@@ -67,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--shortcut",
-        type=json_arg,
+        type=section_arg("shortcut"),
         default=None,
         help="the config's shortcut section (JSON): fine-tune on its biased training set instead of the clean one",
     )

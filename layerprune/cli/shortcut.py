@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from layerprune.cli._common import add_data_args, add_threads_arg, json_arg, set_threads
+from layerprune.cli._common import add_data_args, add_threads_arg, section_arg, set_threads
 from layerprune.io import write_csv
 from layerprune.models import load_checkpoint
 from layerprune.robustness.shortcut import evaluate_shortcut, shortcut_test_sets
@@ -26,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help="a layerprune checkpoint")
     add_data_args(p)
     p.add_argument(
-        "--shortcut", type=json_arg, required=True, help="the config's shortcut section (JSON, defaults filled in)"
+        "--shortcut",
+        type=section_arg("shortcut"),
+        default="{}",
+        help="the config's shortcut section as JSON (missing keys take the schema's defaults)",
     )
     p.add_argument("--batch-size", type=int, default=256, help="evaluation batch size")
     p.add_argument("--out", type=Path, required=True, help="tidy shortcut.csv to write (metric, value, n)")
