@@ -1,6 +1,7 @@
 # Helpers shared by the stage files: config validation, the wildcard vocabulary, params.
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -130,6 +131,12 @@ def corrupted_set_input(wildcards):
     if not config["robustness"]["corruptions"]:
         return []
     return f"results/{wildcards.experiment}/robustness/corrupted_test.npz"
+
+
+def model_seed(wildcards):
+    """The seed of a model folder (its seed<N> part), or the first configured seed for the baseline."""
+    match = re.search(r"seed(\d+)$", wildcards.model)
+    return int(match.group(1)) if match else SEEDS[0]
 
 
 def compared_models():

@@ -25,7 +25,7 @@ rule shortcut_finetune:
         data=as_json("data"),
         shortcut=as_json("shortcut"),
         finetune=json.dumps(config["shortcut"]["finetune"], sort_keys=True),
-        seed=config["seeds"][0],
+        seed=model_seed,
         workdir=lambda wildcards, output: os.path.join(os.path.dirname(output.model), "train_state"),
     message:
         "Fine-tuning {wildcards.experiment}/{wildcards.model} on the biased (shortcut) training set"
