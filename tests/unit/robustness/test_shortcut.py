@@ -229,3 +229,32 @@ def test_config_copy_is_not_changed_by_building_sets():
     biased_train_set(config["data"], config["shortcut"])
     shortcut_test_sets(config["data"], config["shortcut"])
     assert config == before
+
+
+def test_commands_finetune_on_the_biased_set_and_write_the_metrics(tmp_path):
+    """`layerprune finetune --shortcut` trains on the biased set and records the section; `layerprune shortcut`
+    writes the tidy CSV whose values the library computes for the same checkpoint."""
+    import json
+
+    from layerprune.cli import main
+    from layerprune.data import dataset_info
+    from layerprune.models import get_model, load_checkpoint, save_checkpoint
+
+    config = _config(rho=1.0, test_size=60)
+    info = dataset_info(config["data"])
+    torch.manual_seed(0)
+    model = get_model("resnet20", num_classes=10, in_channels=1, blocks_per_stage=[1, 1, 1])
+    save_checkpoint(tmp_path / "start.pt", model, preprocessing=info.preprocessing())
+    data, section = json.dumps(config["data"]), json.dumps({"rho": 1.0, "test_size": 60})
+    finetune = json.dumps({"epochs": 1, "batch_size": 64, "max_steps_per_epoch": 3, "num_workers": 0})
+    argv = ["finetune", "--model", str(tmp_path / "start.pt"), "--data", data, "--finetune", finetune,
+            "--shortcut", section, "--out", str(tmp_path / "biased.pt"), "--workdir", str(tmp_path / "work"),
+            "--log-csv", str(tmp_path / "log.csv")]  # fmt: skip
+    assert main(argv) == 0
+    checkpoint = load_checkpoint(tmp_path / "biased.pt")
+    assert checkpoint.meta["shortcut"]["rho"] == 1.0 and checkpoint.meta["shortcut"]["size"] == 4  # schema default
+    out = tmp_path / "shortcut.csv"
+    assert main(["shortcut", "--model", str(tmp_path / "biased.pt"), "--data", data, "--shortcut", section,
+                 "--out", str(out)]) == 0  # fmt: skip
+    expected = evaluate_shortcut(checkpoint.model, shortcut_test_sets(config["data"], config["shortcut"]))
+    assert read_shortcut(out) == pytest.approx(dict(zip(expected["metric"], expected["value"])))
