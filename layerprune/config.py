@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "check_profile_resources",
     "check_robustness",
+    "check_shortcut",
     "defaults",
     "load_config",
     "validate_config",
@@ -115,6 +116,7 @@ def validate_config(config: dict) -> dict:
     if lines:
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     check_robustness(config)
+    check_shortcut(config)
     return config
 
 
@@ -196,6 +198,33 @@ def check_profile_resources(default_resources: Sequence[str], set_resources: Map
             "(profiles/slurm/config.yaml: default-resources slurm_partition and slurm_account; `sinfo -s` lists "
             "partitions, `sacctmgr -n show assoc user=$USER format=account` your accounts; clusters without "
             "accounts: delete slurm_account and set slurm-no-account: true), then run again"
+        )
+
+
+#: Grey-scale (one-channel) data sets: the shortcut's colour cue needs RGB.
+_GREY = ("digits", "fashion-mnist")
+
+
+def check_shortcut(config: dict) -> None:
+    """What the schema cannot check in the ``shortcut`` section of a schema-validated config: a colour cue on
+    grey-scale data, and a box larger than the configured image size. Imports no torch.
+
+    Raises:
+        ConfigError: naming the key, the bad value and the fix.
+    """
+    section, data = config["shortcut"], config["data"]
+    if not section["enabled"]:
+        return
+    if section["cue"] == "colour" and data["name"] in _GREY:
+        raise ConfigError(
+            f"invalid config:\n  shortcut.cue: colour needs RGB images, but {data['name']} is grey-scale; "
+            "use cue: pattern (or auto)"
+        )
+    size = data.get("image_size")
+    if size is not None and section["size"] > size:
+        raise ConfigError(
+            f"invalid config:\n  shortcut.size: {section['size']} does not fit data.image_size {size}; "
+            f"choose a size <= {size}"
         )
 
 

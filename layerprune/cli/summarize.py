@@ -31,6 +31,7 @@ def _run(args: argparse.Namespace) -> None:
         adversarial=args.adversarial,
         corruptions=args.corruptions,
         pruned_inference_emissions=args.pruned_inference_emissions,
+        shortcut=args.shortcut,
     )
     summary = build_summary(
         args.baseline_metrics,
@@ -40,6 +41,7 @@ def _run(args: argparse.Namespace) -> None:
         baseline_adversarial=args.baseline_adversarial,
         baseline_corruptions=args.baseline_corruptions,
         latency=args.latency,
+        baseline_shortcut=args.baseline_shortcut,
     )
     write_summary(args.out, summary)
     logger.info("wrote %s (%d rows, %d runs)", args.out, len(summary), len(runs))
@@ -70,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="robustness/baseline/corruptions.csv (the reference of every run's mCE)",
     )
+    p.add_argument("--baseline-shortcut", type=Path, default=None, help="robustness/baseline/shortcut.csv")
     p.add_argument(
         "--pruned-metrics",
         **files,
@@ -93,6 +96,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--adversarial", **files, help="robustness/<method>/<budget>/seed<N>/adversarial.csv (of each run's last model)"
     )
     p.add_argument("--corruptions", **files, help="robustness/<method>/<budget>/seed<N>/corruptions.csv")
+    p.add_argument(
+        "--shortcut", **files, help="robustness/<method>/<budget>/seed<N>/shortcut.csv (of each run's last model)"
+    )
     p.add_argument(
         "--latency",
         type=Path,

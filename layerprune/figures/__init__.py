@@ -34,6 +34,7 @@ from layerprune.figures.robustness import (
     robustness_adversarial,
     robustness_corruptions,
 )
+from layerprune.figures.shortcut import shortcut
 from layerprune.figures.similarity import cka_segments, criterion_scores, criterion_scores_data
 from layerprune.figures.style import (  # first: selects the Agg backend
     FORMATS,
@@ -56,6 +57,7 @@ __all__ = [
     "robustness_adversarial",
     "robustness_corruptions",
     "save_figure",
+    "shortcut",
 ]
 
 logger = logging.getLogger(__name__)
@@ -152,6 +154,7 @@ FIGURES: dict[str, Callable[[FigureInputs], Figure]] = {
     "pareto": _summary_figure(pareto),
     "removed_units": _removed,
     "compare_experiments": _compare,
+    "shortcut": _summary_figure(shortcut),
 }
 
 
@@ -188,8 +191,8 @@ def make_figures(
     formats: Sequence[str] = ("png", "pdf"),
     dpi: int = 150,
 ) -> dict[str, list[Path]]:
-    """Draws and writes the figures named in ``only`` (default: every figure but ``compare_experiments``, which
-    is drawn only when asked for or when ``given.compare`` lists other experiments).
+    """Draws and writes the figures named in ``only`` (default: every figure but ``shortcut``, drawn only when
+    asked for, and ``compare_experiments``, drawn only when asked for or when ``given.compare`` lists others).
 
     Returns:
         Figure name -> written paths (one per format).
@@ -203,7 +206,8 @@ def make_figures(
             raise ValueError(f"unknown figures {unknown}; expected some of {list(FIGURES)}")
         names = list(dict.fromkeys(only))
     else:
-        names = [n for n in FIGURES if n != "compare_experiments" or given.compare]
+        # compare_experiments only with other experiments; shortcut only when asked (its section is off by default)
+        names = [n for n in FIGURES if (n != "compare_experiments" or given.compare) and n != "shortcut"]
         if given.summary is None:
             names = [n for n in names if n not in _SUMMARY_FIGURES]
     written = {}

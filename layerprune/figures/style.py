@@ -45,9 +45,7 @@ logger = logging.getLogger(__name__)
 FORMATS = ("png", "pdf", "svg")
 BASELINE_COLOR = "black"
 _PALETTE = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
-#: The registered criteria, in registration order: a method's place in the palette (or its record's colour).
-_KNOWN = [c.name for c in criteria()]
-_FIXED = {c.name: c.color for c in criteria() if c.color is not None}
+
 _LINESTYLES = ("-", "--", ":", "-.")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")
 #: Highlight of removed units: black, which no method colour is (the palettes are tab10 and Dark2).
@@ -79,13 +77,17 @@ def method_color(method: str, others: Iterable[str] = ()) -> tuple[float, ...] |
     """A stable colour for ``method``: the known methods first, unknown ones by sorted position after them."""
     if method == "baseline":
         return BASELINE_COLOR
-    if method in _FIXED:
-        return _FIXED[method]
+    # a registered criterion's record may fix its own colour
+    fixed = {c.name: c.color for c in criteria() if c.color is not None}
+    if method in fixed:
+        return fixed[method]
     return _PALETTE[_method_order(method, others).index(method) % len(_PALETTE)]
 
 
 def _method_order(method: str, others: Iterable[str]) -> list[str]:
-    order = _KNOWN + sorted(set(others) - set(_KNOWN) - {"baseline"})
+    """The registered criteria in registration order, then the others sorted, then ``method`` if still absent."""
+    known = [c.name for c in criteria()]
+    order = known + sorted(set(others) - set(known) - {"baseline"})
     if method not in order:
         order.append(method)
     return order

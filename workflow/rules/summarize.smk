@@ -46,9 +46,9 @@ rule summarize_results:
         " --finetuned-metrics {input.finetuned_metrics} --finetune-emissions {input.finetune_emissions}"
         " --inference-emissions {input.inference_emissions}"
         " --pruned-inference-emissions {input.pruned_inference_emissions}"
-        " --adversarial {input.adversarial} --corruptions {input.corruptions} --latency {input.latency}"
-        " --out {output.summary} --table-md {output.table_md} --table-tex {output.table_tex}"
-        " --table-html {output.table_html} > {log} 2>&1"
+        " --adversarial {input.adversarial} --corruptions {input.corruptions} --shortcut {input.shortcut}"
+        " --latency {input.latency} --out {output.summary} --table-md {output.table_md}"
+        " --table-tex {output.table_tex} --table-html {output.table_html} > {log} 2>&1"
 
 
 rule report_config:
