@@ -32,6 +32,8 @@ COMMANDS = {
     "robustness": "robustness",
     "summarize": "summarize",
     "figures": "figures",
+    "import-llama2c": "lm",
+    "perplexity": "lm",
 }
 
 

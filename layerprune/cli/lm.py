@@ -1,0 +1,68 @@
+"""Causal-LM commands: ``layerprune import-llama2c`` and ``layerprune perplexity``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from layerprune.io import write_json
+
+__all__ = ["register"]
+
+
+def _import(args: argparse.Namespace) -> None:
+    from layerprune.lm import import_llama2c
+
+    out = import_llama2c(args.checkpoint, args.tokenizer, args.out)
+    print(f"wrote {out} (LlamaForCausalLM, safetensors, with its tokenizer)")
+
+
+def _perplexity(args: argparse.Namespace) -> None:
+    import torch
+
+    from layerprune.lm import load_causal_lm, perplexity, tokenize_file
+    from layerprune.models import count_params
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = load_causal_lm(args.model)
+    rows = {}
+    for name, path in zip(args.names or [Path(t).stem for t in args.text], args.text):
+        tokens = tokenize_file(path, args.model, max_tokens=args.max_tokens)
+        result = perplexity(
+            model, tokens, seq_len=args.seq_len, stride=args.stride, batch_size=args.batch_size, device=args.device
+        )
+        rows[name] = {"text": str(path), **result.__dict__}
+        print(
+            f"{name}: perplexity {result.perplexity:.4f} over {result.tokens:,} tokens, {result.tokens_per_s:,.0f} tokens/s"
+        )
+    metrics = {
+        "model": str(args.model),
+        "params": count_params(model),
+        "layers": len(model.layers),
+        "tokenizer": "the model directory's Hugging Face tokenizer, BOS before each document",
+        "perplexity": rows,
+    }
+    if args.out:
+        write_json(args.out, metrics)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("import-llama2c", help="llama2.c checkpoint -> LlamaForCausalLM + tokenizer directory")
+    p.add_argument("--checkpoint", type=Path, required=True, help="llama2.c .bin (legacy format)")
+    p.add_argument("--tokenizer", type=Path, required=True, help="its sentencepiece model (tok512.model)")
+    p.add_argument("--out", type=Path, required=True, help="model directory to write")
+    p.set_defaults(func=_import)
+
+    p = subparsers.add_parser("perplexity", help="sliding-window perplexity of a causal LM on text files")
+    p.add_argument("--model", type=Path, required=True, help="model directory (save_pretrained layout)")
+    p.add_argument("--text", type=Path, nargs="+", required=True, help="UTF-8 text files")
+    p.add_argument("--names", nargs="+", help="a name per text file (default: the file stems)")
+    p.add_argument("--seq-len", type=int, required=True, help="tokens per window")
+    p.add_argument("--stride", type=int, required=True, help="tokens between window starts (1..seq-len-1)")
+    p.add_argument("--max-tokens", type=int, default=None, help="score only the first tokens of each file")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--out", type=Path, help="metrics JSON to write")
+    p.set_defaults(func=_perplexity)
