@@ -23,14 +23,13 @@ import torch
 from scipy.stats import spearmanr
 from torch.utils.data import DataLoader
 
-from layerprune.cli.segment import segment_units
-from layerprune.criteria import CRITERIA
+from layerprune.criteria import criterion_names
 from layerprune.criteria.scores import angular_span_scores
 from layerprune.io import write_json
 from layerprune.lm import TokenWindows, import_llama2c, load_causal_lm, perplexity, tokenize_file
 from layerprune.models.units import bypass
 from layerprune.pruning import plan_pruning
-from layerprune.segmentation import DEFAULT_THRESHOLD
+from layerprune.segmentation import DEFAULT_THRESHOLD, segment_units
 from layerprune.selection import Budget
 from layerprune.similarity.extract import extract_representations
 from layerprune.similarity.tables import candidate_distances
@@ -77,7 +76,7 @@ def main() -> None:
     offset = reps.matrix_names.index(reps.units[0])
     segments = segment_units(reps.units, reps.cka_matrix[offset:, offset:], "auto", DEFAULT_THRESHOLD)
     criteria: dict[str, dict] = {}
-    for method in CRITERIA:
+    for method in criterion_names():
         row: dict = {}
         for n in (1, 2):
             planned = plan_pruning(

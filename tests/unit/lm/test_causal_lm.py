@@ -175,11 +175,11 @@ def test_load_refuses_a_missing_directory_without_download(tmp_path: Path) -> No
 
 
 def test_every_criterion_scores_every_layer(stories260k: Path, shared_dir: Path) -> None:
-    from layerprune.cli.segment import segment_units
-    from layerprune.criteria import CRITERIA
+    from layerprune.criteria import criterion_names
     from layerprune.criteria.scores import angular_span_scores
     from layerprune.lm import tokenize_file
     from layerprune.pruning import plan_pruning
+    from layerprune.segmentation import segment_units
     from layerprune.selection import Budget
     from layerprune.similarity.extract import extract_representations
     from layerprune.similarity.tables import candidate_distances
@@ -197,7 +197,7 @@ def test_every_criterion_scores_every_layer(stories260k: Path, shared_dir: Path)
     offset = reps.matrix_names.index(reps.units[0])
     segments = segment_units(reps.units, reps.cka_matrix[offset:, offset:], "auto", 0.1)["segment_units"]
     layers = [f"layers.{i}" for i in range(5)]
-    for method in CRITERIA:
+    for method in criterion_names():
         planned = plan_pruning(
             method, Budget.blocks(1), model, (64,), min_units_per_stage=1, representations=reps,
             candidate_distances=table, consensus_metrics=["cka", "procrustes"], segments=segments,
