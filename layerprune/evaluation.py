@@ -30,13 +30,21 @@ def evaluate_model(
     num_workers: int = 0,
     phase: str = "inference",
 ) -> dict:
-    """Top-1 on the test split, params, MACs and latency of ``model``.
+    """Top-1 on the test split, params, MACs and latency of ``model`` (for a causal language model,
+    :func:`layerprune.lm.evaluation.evaluate_language_model`: perplexity and next-token top-1).
 
     When ``emissions_csv`` is given, the test-set inference pass is tracked with CodeCarbon
     (one row, phase ``phase``), so the energy of inference is comparable across models.
     """
     device = select_device("auto")
     input_size = preprocessing["input_size"]
+    if getattr(model, "family", None) == "causal_lm":
+        from layerprune.lm.evaluation import evaluate_language_model
+
+        return evaluate_language_model(
+            model, data_cfg, batch_size=batch_size, device=device, emissions_csv=emissions_csv,
+            country_iso_code=country_iso_code, phase=phase,
+        )  # fmt: skip
     test_set = build_dataset(data_cfg, "test")
     with track(
         phase,

@@ -34,6 +34,8 @@ COMMANDS = {
     "figures": "figures",
     "import-llama2c": "lm",
     "perplexity": "lm",
+    "drop-one": "lm",
+    "export-hf": "lm",
 }
 
 

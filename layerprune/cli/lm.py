@@ -1,11 +1,12 @@
-"""Causal-LM commands: ``layerprune import-llama2c`` and ``layerprune perplexity``."""
+"""Causal-LM commands: ``import-llama2c``, ``perplexity``, ``drop-one`` and ``export-hf``."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from layerprune.io import write_json
+from layerprune.cli._common import add_data_args, add_threads_arg, set_threads
+from layerprune.io import write_csv, write_json
 
 __all__ = ["register"]
 
@@ -47,6 +48,32 @@ def _perplexity(args: argparse.Namespace) -> None:
         write_json(args.out, metrics)
 
 
+def _export(args: argparse.Namespace) -> None:
+    from layerprune.lm import save_causal_lm
+    from layerprune.models import load_checkpoint
+
+    ckpt = load_checkpoint(args.model)
+    if getattr(ckpt.model, "family", None) != "causal_lm":
+        raise ValueError(f"{args.model} is not a causal language model; only those export to save_pretrained")
+    tokenizer = args.tokenizer or ckpt.preprocessing["tokenizer"]
+    out = save_causal_lm(ckpt.model, args.out, tokenizer=tokenizer)
+    print(f"wrote {out} ({len(ckpt.model.layers)} decoder layers, safetensors, with its tokenizer)")
+
+
+def _drop_one(args: argparse.Namespace) -> None:
+    from layerprune.lm.evaluation import drop_one_layer
+    from layerprune.models import load_checkpoint
+    from layerprune.train import select_device
+
+    set_threads(args.threads)
+    model = load_checkpoint(args.model).model
+    if getattr(model, "family", None) != "causal_lm":
+        raise ValueError(
+            f"{args.model} is not a causal language model; drop-one perplexity needs model.family causal_lm"
+        )
+    write_csv(args.out, drop_one_layer(model, args.data, batch_size=args.batch_size, device=select_device("auto")))
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("import-llama2c", help="llama2.c checkpoint -> LlamaForCausalLM + tokenizer directory")
     p.add_argument("--checkpoint", type=Path, required=True, help="llama2.c .bin (legacy format)")
@@ -66,3 +93,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", type=Path, help="metrics JSON to write")
     p.set_defaults(func=_perplexity)
+
+    p = subparsers.add_parser("export-hf", help="causal LM checkpoint -> save_pretrained directory + tokenizer")
+    p.add_argument("--model", type=Path, required=True, help="a layerprune checkpoint of a causal LM")
+    p.add_argument("--tokenizer", type=Path, default=None, help="tokenizer (default: the one the checkpoint names)")
+    p.add_argument("--out", type=Path, required=True, help="directory to write (from_pretrained loads it)")
+    p.set_defaults(func=_export)
+
+    p = subparsers.add_parser("drop-one", help="causal LM: perplexity with each single decoder layer removed")
+    p.add_argument("--model", type=Path, required=True, help="baseline checkpoint (model.family causal_lm)")
+    add_data_args(p)
+    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    p.add_argument("--out", type=Path, required=True, help="drop_one.csv to write")
+    add_threads_arg(p)
+    p.set_defaults(func=_drop_one)

@@ -125,7 +125,9 @@ def import_llama2c(
     Returns:
         ``out``, loadable with ``AutoModelForCausalLM.from_pretrained(out, local_files_only=True)``.
     """
-    from transformers import LlamaConfig, LlamaForCausalLM, LlamaTokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from layerprune.lm.text import load_tokenizer
 
     header, state = read_llama2c(checkpoint)
     config = LlamaConfig(
@@ -154,10 +156,6 @@ def import_llama2c(
     model.eval()
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
-        spm_dir = tmp / "_spm"
-        spm_dir.mkdir()
-        shutil.copyfile(tokenizer, spm_dir / "tokenizer.model")
-        LlamaTokenizer.from_pretrained(spm_dir, local_files_only=True).save_pretrained(tmp)
-        shutil.rmtree(spm_dir)
+        load_tokenizer(tokenizer).save_pretrained(tmp)
         shutil.copyfile(tokenizer, tmp / "tokenizer.model")  # the original, for llama2.c's tools
     return Path(out)

@@ -26,7 +26,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CONTAINERS", "CausalLM", "Containers", "DecoderUnit", "load_causal_lm", "save_causal_lm"]
+__all__ = [
+    "CONTAINERS",
+    "CausalLM",
+    "Containers",
+    "DecoderUnit",
+    "baseline_language_model",
+    "build_causal_lm",
+    "load_causal_lm",
+    "save_causal_lm",
+]
 
 
 @dataclass(frozen=True)
@@ -178,16 +187,66 @@ class CausalLM(nn.Module):
         return features.reshape(-1, features.shape[-1])
 
     def spec(self) -> dict:
+        """The architecture as plain data: the Hugging Face config (with the current layer count)."""
         return {
             "arch": "causal_lm",
             "model_type": self.config.model_type,
             "blocks_per_stage": self.blocks_per_stage,
+            "hf_config": self.config.to_dict(),
             "source": self.source,
         }
+
+    # The weights are the Hugging Face model's (the units hold the same layers a second time):
+    # checkpoints store and load exactly what save_pretrained would.
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return self.lm.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        return self.lm.load_state_dict(state_dict, strict=strict, assign=assign)
 
     def generate(self, *args: Any, **kwargs: Any) -> Tensor:
         """The Hugging Face model's ``generate`` (KV cache by default)."""
         return self.lm.generate(*args, **kwargs)
+
+
+def build_causal_lm(spec: dict) -> CausalLM:
+    """A :class:`CausalLM` with random weights from the plain-data ``spec`` of :meth:`CausalLM.spec`."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = dict(spec["hf_config"])
+    model_type = config.pop("model_type", spec["model_type"])
+    hf_config = AutoConfig.for_model(model_type, **config)
+    lm = AutoModelForCausalLM.from_config(hf_config, attn_implementation="eager")
+    lm.eval()
+    return CausalLM(lm, source=spec.get("source"))
+
+
+def baseline_language_model(model_cfg: dict, data_cfg: dict) -> tuple[CausalLM, dict]:
+    """The baseline of ``model.family: causal_lm`` and its checkpoint ``preprocessing``.
+
+    Loads ``model.path`` (local unless ``model.download``), or imports ``model.llama2c_checkpoint``
+    with the sentencepiece tokenizer ``data.tokenizer``.
+    """
+    import tempfile
+
+    if model_cfg["llama2c_checkpoint"]:
+        from layerprune.lm.llama2c import import_llama2c
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = import_llama2c(model_cfg["llama2c_checkpoint"], data_cfg["tokenizer"], Path(tmp) / "model")
+            model = load_causal_lm(path)
+        model.source = str(model_cfg["llama2c_checkpoint"])
+    else:
+        model = load_causal_lm(model_cfg["path"], download=model_cfg["download"])
+    preprocessing = {
+        "dataset": "text",
+        "input_size": [data_cfg["seq_len"]],
+        "tokenizer": str(data_cfg["tokenizer"]),
+        "num_classes": model.config.vocab_size,
+        "mean": [],  # token inputs: no normalisation
+        "std": [],
+    }
+    return model, preprocessing
 
 
 def load_causal_lm(path: str | os.PathLike, *, download: bool = False, dtype: torch.dtype | None = None) -> CausalLM:
@@ -215,14 +274,16 @@ def load_causal_lm(path: str | os.PathLike, *, download: bool = False, dtype: to
     return CausalLM(lm, source=str(path))
 
 
-def save_causal_lm(model: CausalLM, out: str | os.PathLike, *, tokenizer_dir: str | os.PathLike) -> Path:
-    """Writes ``model`` with ``save_pretrained`` (safetensors) beside a copy of its tokenizer, atomically."""
-    from transformers import AutoTokenizer
+def save_causal_lm(model: CausalLM, out: str | os.PathLike, *, tokenizer: str | os.PathLike) -> Path:
+    """Writes ``model`` with ``save_pretrained`` (safetensors) beside its tokenizer, atomically.
 
+    Args:
+        tokenizer: a tokenizer directory (e.g. the original model directory) or a sentencepiece ``.model``.
+    """
     from layerprune.io import atomic_dir
+    from layerprune.lm.text import load_tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     with atomic_dir(out) as tmp:
         model.lm.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+        load_tokenizer(tokenizer).save_pretrained(tmp)
     return Path(out)

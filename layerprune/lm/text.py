@@ -24,13 +24,23 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-__all__ = ["DOCUMENT_SEPARATOR", "Perplexity", "TokenWindows", "perplexity", "read_documents", "tokenize_file"]
+__all__ = [
+    "DOCUMENT_SEPARATOR",
+    "Perplexity",
+    "TokenWindows",
+    "load_tokenizer",
+    "perplexity",
+    "read_documents",
+    "text_dataset",
+    "tokenize_file",
+]
 
 DOCUMENT_SEPARATOR = "<|endoftext|>"
 
@@ -54,19 +64,35 @@ def read_documents(path: str | os.PathLike) -> list[str]:
     return docs
 
 
-def tokenize_file(
-    path: str | os.PathLike, tokenizer_dir: str | os.PathLike, *, max_tokens: int | None = None
-) -> Tensor:
+def load_tokenizer(source: str | os.PathLike) -> Any:
+    """A Hugging Face tokenizer from a directory (a model directory) or a sentencepiece ``.model`` file
+    (converted as Llama's tokenizer, as llama2.c's models use it)."""
+    source = Path(source)
+    if source.is_file():
+        import shutil
+        import tempfile
+
+        from transformers import LlamaTokenizer
+
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copyfile(source, Path(tmp) / "tokenizer.model")
+            return LlamaTokenizer.from_pretrained(tmp, local_files_only=True)
+    if not source.is_dir():
+        raise FileNotFoundError(f"tokenizer {source} not found; give a model directory or a sentencepiece .model file")
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source, local_files_only=True)
+
+
+def tokenize_file(path: str | os.PathLike, tokenizer: str | os.PathLike, *, max_tokens: int | None = None) -> Tensor:
     """The token stream of a text file: per document BOS + its tokens, concatenated (int64, 1-D).
 
     Args:
         path: a UTF-8 text file.
-        tokenizer_dir: a directory with a Hugging Face tokenizer (a model directory).
+        tokenizer: a tokenizer directory (a model directory) or a sentencepiece ``.model`` file.
         max_tokens: keep only the first ``max_tokens`` tokens (None: all).
     """
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
+    tokenizer = load_tokenizer(tokenizer)
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     ids: list[int] = []
     for doc in read_documents(path):
@@ -109,12 +135,23 @@ class TokenWindows(Dataset):
         return window[:-1], window[1:]
 
 
+def text_dataset(cfg: dict, split: str) -> TokenWindows:
+    """The config's text data (``data.name: text``): every window of ``train_text`` (calibration,
+    healing) or of ``test_text`` (the first ``max_eval_tokens``), ``seq_len`` tokens each."""
+    key = "train_text" if split == "train" else "test_text"
+    if cfg[key] is None:
+        raise ValueError(f"data.{key} is not set; a causal language model needs a text file there")
+    max_tokens = None if split == "train" else cfg["max_eval_tokens"]
+    return TokenWindows(tokenize_file(cfg[key], cfg["tokenizer"], max_tokens=max_tokens), cfg["seq_len"])
+
+
 @dataclass(frozen=True)
 class Perplexity:
     """Outcome of :func:`perplexity`."""
 
     perplexity: float
     nll: float  # mean negative log-likelihood per scored token (nats)
+    accuracy: float  # share of scored tokens whose most likely prediction is right (next-token top-1)
     tokens: int  # scored tokens
     tokens_per_s: float  # tokens through the model (windows overlap: more than ``tokens``) per second
     seq_len: int
@@ -153,7 +190,7 @@ def perplexity(
         raise ValueError("perplexity needs at least 2 tokens")
     model = model.to(device).eval()
     windows = list(_windows(len(tokens), seq_len, stride))
-    nll, scored, seen = 0.0, 0, 0
+    nll, scored, seen, correct = 0.0, 0, 0, 0
     start = time.perf_counter()
     # windows of the same length go through together
     by_length: dict[int, list[tuple[int, int, int]]] = {}
@@ -170,10 +207,11 @@ def perplexity(
             target = torch.where(mask, y, torch.full_like(y, -100))
             logits = model(x)
             nll += float(F.cross_entropy(logits.float(), target, ignore_index=-100, reduction="sum"))
+            correct += int((logits.argmax(dim=1) == y)[mask].sum())
             scored += int(mask.sum())
             seen += x.numel()
     seconds = time.perf_counter() - start
     if scored != len(tokens) - 1:  # pragma: no cover - guards the window arithmetic
         raise AssertionError(f"scored {scored} tokens, expected {len(tokens) - 1}")
     mean = nll / scored
-    return Perplexity(math.exp(mean), mean, scored, seen / seconds, seq_len, stride)
+    return Perplexity(math.exp(mean), mean, correct / scored, scored, seen / seconds, seq_len, stride)

@@ -84,7 +84,7 @@ def test_saved_pruned_model_reloads_with_the_same_perplexity(
     stories260k: Path, valid_b: torch.Tensor, tmp_path: Path
 ) -> None:
     pruned = remove_units(load_causal_lm(stories260k), ["layers.2"])
-    out = save_causal_lm(pruned, tmp_path / "pruned", tokenizer_dir=stories260k)
+    out = save_causal_lm(pruned, tmp_path / "pruned", tokenizer=stories260k)
     reloaded = load_causal_lm(out)
     assert reloaded.config.num_hidden_layers == 4
     before = perplexity(pruned, valid_b, seq_len=128, stride=96)
@@ -219,3 +219,62 @@ def test_every_criterion_scores_every_layer(stories260k: Path, shared_dir: Path)
                 sums[start] += float(torch.arccos(F.cosine_similarity(a, b, dim=1).clamp(-1, 1)).sum()) / math.pi
             count += x.numel()
     assert [span[f"layers.{i}"] for i in range(3)] == pytest.approx((sums / count).tolist(), rel=1e-6)
+
+
+def _text_data(shared_dir: Path, stories260k: Path, **overrides: object) -> dict:
+    from layerprune.config import validate_section
+
+    data = {
+        "name": "text",
+        "tokenizer": str(stories260k),
+        "train_text": str(shared_dir / "data" / "tinystories" / "valid-a.txt"),
+        "test_text": str(shared_dir / "data" / "tinystories" / "valid-b.txt"),
+        "ood_text": str(shared_dir / "data" / "austen" / "persuasion.txt"),
+        "seq_len": 64,
+        "stride": 48,
+        "max_eval_tokens": 600,
+        **overrides,
+    }
+    return validate_section("data", data)
+
+
+def test_drop_one_layer_equals_the_surgically_pruned_models(stories260k: Path, shared_dir: Path) -> None:
+    from layerprune.lm import tokenize_file
+    from layerprune.lm.evaluation import drop_one_layer
+
+    data = _text_data(shared_dir, stories260k)
+    model = load_causal_lm(stories260k)
+    table = drop_one_layer(model, data, batch_size=4)
+    assert list(table["unit"]) == ["none", *[f"layers.{i}" for i in range(5)]]
+    ood = tokenize_file(data["ood_text"], stories260k, max_tokens=600)
+    for unit in ("layers.0", "layers.4"):
+        row = table[table["unit"] == unit].iloc[0]
+        pruned = remove_units(model, [unit])
+        assert row["ood_perplexity"] == pytest.approx(perplexity(pruned, ood, seq_len=64, stride=48).perplexity)
+    intact = table.iloc[0]
+    assert intact["perplexity"] == pytest.approx(
+        perplexity(
+            model, tokenize_file(data["test_text"], stories260k, max_tokens=600), seq_len=64, stride=48
+        ).perplexity
+    )
+
+
+def test_language_model_checkpoint_round_trip_and_metrics(stories260k: Path, shared_dir: Path, tmp_path: Path) -> None:
+    """The baseline stage's checkpoint of a causal LM reloads with load_checkpoint; its metrics use text data."""
+    from layerprune.baseline import make_baseline
+    from layerprune.config import validate_section
+    from layerprune.evaluation import evaluate_model
+    from layerprune.models import load_checkpoint
+
+    data = _text_data(shared_dir, stories260k)
+    model_cfg = validate_section("model", {"family": "causal_lm", "path": str(stories260k)})
+    make_baseline(data, model_cfg, {}, out_model=tmp_path / "model.pt", workdir=tmp_path, log_csv=tmp_path / "log.csv")
+    ckpt = load_checkpoint(tmp_path / "model.pt")
+    assert isinstance(ckpt.model, CausalLM) and ckpt.preprocessing["input_size"] == [64]
+    original = load_causal_lm(stories260k)
+    for key, value in original.lm.state_dict().items():
+        assert torch.equal(ckpt.model.lm.state_dict()[key], value), key
+    metrics = evaluate_model(ckpt.model, ckpt.preprocessing, data, batch_size=4)
+    assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
+    assert 0 < metrics["top1"] < 1 and metrics["ood_perplexity"] > metrics["perplexity"]
+    assert metrics["macs"] == count_macs(original, (64,))[0] and metrics["n_test"] == 599
