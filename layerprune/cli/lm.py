@@ -94,16 +94,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="metrics JSON to write")
     p.set_defaults(func=_perplexity)
 
-    p = subparsers.add_parser("export-hf", help="causal LM checkpoint -> save_pretrained directory + tokenizer")
-    p.add_argument("--model", type=Path, required=True, help="a layerprune checkpoint of a causal LM")
-    p.add_argument("--tokenizer", type=Path, default=None, help="tokenizer (default: the one the checkpoint names)")
-    p.add_argument("--out", type=Path, required=True, help="directory to write (from_pretrained loads it)")
-    p.set_defaults(func=_export)
-
-    p = subparsers.add_parser("drop-one", help="causal LM: perplexity with each single decoder layer removed")
-    p.add_argument("--model", type=Path, required=True, help="baseline checkpoint (model.family causal_lm)")
-    add_data_args(p)
-    p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    p.add_argument("--out", type=Path, required=True, help="drop_one.csv to write")
-    add_threads_arg(p)
-    p.set_defaults(func=_drop_one)
+    for name, helps, func in (
+        ("export-hf", ("causal LM checkpoint -> save_pretrained directory + tokenizer", "a directory"), _export),
+        ("drop-one", ("causal LM: perplexity with each single decoder layer removed", "drop_one.csv"), _drop_one),
+    ):
+        p = subparsers.add_parser(name, help=helps[0])
+        p.add_argument("--model", type=Path, required=True, help="a layerprune checkpoint of a causal LM")
+        p.add_argument("--out", type=Path, required=True, help=f"{helps[1]} to write")
+        p.set_defaults(func=func)
+        if name == "export-hf":
+            p.add_argument("--tokenizer", type=Path, default=None, help="default: the one the checkpoint names")
+        else:
+            add_data_args(p)
+            p.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+            add_threads_arg(p)

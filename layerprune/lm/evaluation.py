@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from layerprune.emissions import track
 from layerprune.lm.model import CausalLM
 from layerprune.lm.text import perplexity, tokenize_file
 from layerprune.models import count_macs, count_params
@@ -40,13 +39,9 @@ def evaluate_language_model(
     """
     seq_len, stride, limit = data_cfg["seq_len"], data_cfg["stride"], data_cfg["max_eval_tokens"]
     tokens = tokenize_file(data_cfg["test_text"], data_cfg["tokenizer"], max_tokens=limit)
-    with track(
-        phase,
-        emissions_csv or Path("unused.csv"),
-        country_iso_code=country_iso_code,
-        enabled=emissions_csv is not None,
-        extra={"n_samples": len(tokens)},
-    ):
+    from layerprune.evaluation import tracked_inference
+
+    with tracked_inference(phase, emissions_csv, country_iso_code, len(tokens)):
         result = perplexity(model, tokens, seq_len=seq_len, stride=stride, batch_size=batch_size, device=device)
     ood = None
     if data_cfg["ood_text"]:
