@@ -27,7 +27,7 @@ from layerprune.criteria import criterion_names
 from layerprune.criteria.scores import angular_span_scores
 from layerprune.io import write_json
 from layerprune.lm import TokenWindows, import_llama2c, load_causal_lm, perplexity, tokenize_file
-from layerprune.models.units import bypass
+from layerprune.models.units import bypass, unit_names
 from layerprune.pruning import plan_pruning
 from layerprune.segmentation import DEFAULT_THRESHOLD, segment_units
 from layerprune.selection import Budget
@@ -54,7 +54,7 @@ def main() -> None:
         ind = tokenize_file(args.shared / "data/tinystories/valid-b.txt", model_dir)
         ood = tokenize_file(args.shared / "data/austen/persuasion.txt", model_dir, max_tokens=args.ood_tokens)
         calib = tokenize_file(args.shared / "data/tinystories/valid-a.txt", model_dir)
-    units = [f"layers.{i}" for i in range(len(model.layers))]
+    units = unit_names(model)
     cache: dict[tuple[str, ...], dict] = {}
 
     def ppl(removed: tuple[str, ...]) -> dict:

@@ -283,9 +283,7 @@ def _corruption_stats(path: Path | None, baseline: pd.DataFrame | None) -> tuple
     frame = _read_table(path, _CORRUPTION_COLUMNS)
     if frame is None or frame.empty:
         return math.nan, math.nan, pd.NA
-    from layerprune.robustness.corruptions import (
-        corruption_summary,  # lazy: pulls in torch
-    )
+    from layerprune.robustness.mce import corruption_summary
 
     overall = corruption_summary(frame).query("level == 'overall'")["accuracy"].iloc[0]
     mce, used = math.nan, pd.NA

@@ -84,11 +84,11 @@ class _StemDone(Exception):
 class DecoderUnit(nn.Module):
     """One decoder layer as a unit: ``unit(h)`` calls the layer with the context of the batch.
 
-    ``shortcut`` is the identity: a decoder layer adds both its branches to its input, so it
-    is removable (see :func:`layerprune.models.units.bypass`).
+    Every decoder layer is removable (:func:`layerprune.models.units.is_removable`): it adds both its
+    branches (attention, MLP) to its input, so the identity is the layer with both branches zero.
     """
 
-    shortcut = nn.Identity()
+    removable = True
 
     def __init__(self, layer: nn.Module, context: dict[str, Any]) -> None:
         super().__init__()
