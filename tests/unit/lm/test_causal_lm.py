@@ -278,3 +278,26 @@ def test_language_model_checkpoint_round_trip_and_metrics(stories260k: Path, sha
     assert metrics["perplexity"] == pytest.approx(math.exp(metrics["loss"]))
     assert 0 < metrics["top1"] < 1 and metrics["ood_perplexity"] > metrics["perplexity"]
     assert metrics["macs"] == count_macs(original, (64,))[0] and metrics["n_test"] == 599
+
+
+def test_cli_info_and_export_describe_a_language_model(
+    stories260k: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import json
+
+    from layerprune.cli import main
+
+    assert main(["info", str(stories260k), "--seq-len", "64", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["cost_unit"] == "per token" and info["input_size"] == [64]
+    assert [u["name"] for u in info["units"]] == [f"layers.{i}" for i in range(5)]
+    assert info["macs"] == count_macs(load_causal_lm(stories260k), (64,))[0]
+    # a pruned checkpoint exports to save_pretrained beside its tokenizer
+    from layerprune.models import save_checkpoint
+
+    pruned = remove_units(load_causal_lm(stories260k), ["layers.4"])
+    preprocessing = {"input_size": [64], "tokenizer": str(stories260k), "mean": [], "std": [], "num_classes": 512}
+    save_checkpoint(tmp_path / "model.pt", pruned, preprocessing=preprocessing)
+    assert main(["export-hf", "--model", str(tmp_path / "model.pt"), "--out", str(tmp_path / "hf")]) == 0
+    assert load_causal_lm(tmp_path / "hf").config.num_hidden_layers == 4
+    assert (tmp_path / "hf" / "tokenizer.json").is_file()
