@@ -22,6 +22,7 @@ __all__ = [
     "ConfigError",
     "check_language_model",
     "check_robustness",
+    "check_shortcut",
     "defaults",
     "load_config",
     "validate_config",
@@ -115,6 +116,7 @@ def validate_config(config: dict) -> dict:
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     check_robustness(config)
     check_language_model(config)
+    check_shortcut(config)
     return config
 
 
@@ -165,6 +167,33 @@ def check_robustness(config: dict) -> None:
         raise ConfigError(f"invalid config:\n  {err}") from None
 
 
+#: Grey-scale (one-channel) data sets: the shortcut's colour cue needs RGB.
+_GREY = ("digits", "fashion-mnist")
+
+
+def check_shortcut(config: dict) -> None:
+    """What the schema cannot check in the ``shortcut`` section of a schema-validated config: a colour cue on
+    grey-scale data, and a box larger than the configured image size. Imports no torch.
+
+    Raises:
+        ConfigError: naming the key, the bad value and the fix.
+    """
+    section, data = config["shortcut"], config["data"]
+    if not section["enabled"]:
+        return
+    if section["cue"] == "colour" and data["name"] in _GREY:
+        raise ConfigError(
+            f"invalid config:\n  shortcut.cue: colour needs RGB images, but {data['name']} is grey-scale; "
+            "use cue: pattern (or auto)"
+        )
+    size = data.get("image_size")
+    if size is not None and section["size"] > size:
+        raise ConfigError(
+            f"invalid config:\n  shortcut.size: {section['size']} does not fit data.image_size {size}; "
+            f"choose a size <= {size}"
+        )
+
+
 def check_language_model(config: dict) -> None:
     """What the schema cannot check about a causal language model (``model.family: causal_lm``):
     text data, one source of weights, a tokenizer, the text files named and a stride below
@@ -185,6 +214,8 @@ def check_language_model(config: dict) -> None:
         return
     if data["name"] != "text":
         problems.append(f"data.name: {data['name']!r} is image data; a causal_lm reads data.name: text")
+    if config["shortcut"]["enabled"]:
+        problems.append("shortcut.enabled: the shortcut cue is painted on images; set it false for a causal_lm")
     if (model["path"] is None) == (model["llama2c_checkpoint"] is None):
         problems.append("model: give exactly one of model.path (a model directory) and model.llama2c_checkpoint")
     if data["tokenizer"] is None:

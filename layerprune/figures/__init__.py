@@ -24,6 +24,7 @@ from layerprune.figures.results import (
     pareto,
 )
 from layerprune.figures.robustness import robustness_adversarial, robustness_corruptions
+from layerprune.figures.shortcut import shortcut
 from layerprune.figures.similarity import cka_segments, criterion_scores
 from layerprune.figures.style import (  # first: selects the Agg backend
     FORMATS,
@@ -46,6 +47,7 @@ __all__ = [
     "robustness_corruptions",
     "save_figure",
     "scores_vs_drop_one",
+    "shortcut",
 ]
 
 logger = logging.getLogger(__name__)
@@ -135,6 +137,7 @@ FIGURES: dict[str, Callable[[FigureInputs], Figure]] = {
     "compare_experiments": _compare,
     "perplexity_vs_layers": _summary_figure(perplexity_vs_layers),
     "scores_vs_drop_one": _drop_one,
+    "shortcut": _summary_figure(shortcut),
 }
 
 
@@ -146,9 +149,9 @@ def make_figures(
     formats: Sequence[str] = ("png", "pdf"),
     dpi: int = 150,
 ) -> dict[str, list[Path]]:
-    """Draws and writes the figures named in ``only`` (default: every figure but ``compare_experiments``, which
-    is drawn only when asked for or when ``given.compare`` lists other experiments, and the causal-LM figures,
-    drawn when ``given.drop_one`` is given).
+    """Draws and writes the figures named in ``only`` (default: every figure but ``shortcut``, drawn only when
+    asked for, ``compare_experiments``, drawn only when asked for or when ``given.compare`` lists others, and the
+    causal-LM figures, drawn when ``given.drop_one`` is given).
 
     Returns:
         Figure name -> written paths (one per format).
@@ -162,7 +165,8 @@ def make_figures(
             raise ValueError(f"unknown figures {unknown}; expected some of {list(FIGURES)}")
         names = list(dict.fromkeys(only))
     else:
-        names = [n for n in FIGURES if n != "compare_experiments" or given.compare]
+        # compare_experiments only with other experiments; shortcut only when asked (its section is off by default)
+        names = [n for n in FIGURES if (n != "compare_experiments" or given.compare) and n != "shortcut"]
         if given.drop_one is None:  # the causal-LM figures, drawn for a language model's results
             names = [n for n in names if n not in ("perplexity_vs_layers", "scores_vs_drop_one")]
         if given.summary is None:

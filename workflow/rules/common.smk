@@ -1,18 +1,20 @@
 # Helpers shared by the stage files: config validation, the wildcard vocabulary, params.
 import json
 import os
+import re
 import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from layerprune.config import check_language_model, check_robustness
+from layerprune.config import check_language_model, check_robustness, check_shortcut
 from layerprune.criteria import CALIBRATION, CANDIDATES, get_criterion
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_robustness(config)  # what the schema cannot: attack params, real data paths
 check_language_model(config)  # a causal LM's text files, weights source, tokenizer, stride
+check_shortcut(config)  # a colour cue on grey-scale data, a box larger than the image
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
 # not be activated); with --software-deployment-method conda the rule's env comes first.
@@ -132,6 +134,12 @@ def corrupted_set_input(wildcards):
     return f"results/{wildcards.experiment}/robustness/corrupted_test.npz"
 
 
+def model_seed(wildcards):
+    """The seed of a model folder (its seed<N> part), or the first configured seed for the baseline."""
+    match = re.search(r"seed(\d+)$", wildcards.model)
+    return int(match.group(1)) if match else SEEDS[0]
+
+
 def compared_models():
     """Models whose robustness and cost the experiment compares."""
     return ["baseline", *pruned_models([final_stage()])]
@@ -145,6 +153,7 @@ def runs(stage, name):
 def summary_inputs(wildcards):
     """Files of summarize_results; a disabled stage contributes an empty list."""
     finetune, robust = config["finetune"]["enabled"], robustness_applies()
+    shortcut = config["shortcut"]["enabled"]
     final = final_stage()
     return {
         "baseline_metrics": f"{RESULTS}/baseline/metrics.json",
@@ -160,6 +169,8 @@ def summary_inputs(wildcards):
         "pruned_inference_emissions": runs("pruned", "emissions_inference.csv"),
         "adversarial": runs(f"robustness/{final}", "adversarial.csv") if robust else [],
         "corruptions": runs(f"robustness/{final}", "corruptions.csv") if robust else [],
+        "baseline_shortcut": [f"{RESULTS}/robustness/baseline/shortcut.csv"] if shortcut else [],
+        "shortcut": runs(f"robustness/{final}", "shortcut.csv") if shortcut else [],
     }
 
 
@@ -170,6 +181,7 @@ def baseline_summary_flags(wildcards, input):
         "baseline_inference_emissions": "--baseline-inference-emissions",
         "baseline_adversarial": "--baseline-adversarial",
         "baseline_corruptions": "--baseline-corruptions",
+        "baseline_shortcut": "--baseline-shortcut",
     }
     return " ".join(
         f"{flag} {input[key] if isinstance(input[key], str) else input[key][0]}"
@@ -241,6 +253,8 @@ def figure_targets():
         names += ["robustness_adversarial", "robustness_corruptions"]
     if language_model():
         names += ["perplexity_vs_layers", "scores_vs_drop_one"]
+    if config["shortcut"]["enabled"]:
+        names.append("shortcut")
     if config["figures"]["compare"]:
         names.append("compare_experiments")
     return [f"{RESULTS}/figures/{name}.png" for name in names]
@@ -259,5 +273,7 @@ def get_final_output():
     if language_model():
         outputs.append(f"{RESULTS}/baseline/drop_one.csv")
         outputs += [f"{RESULTS}/{model}/pretrained" for model in pruned_models([final_stage()])]
+    if config["shortcut"]["enabled"]:
+        outputs += [f"{RESULTS}/robustness/{model}/shortcut.csv" for model in compared_models()]
     outputs += [f"{RESULTS}/summary.csv", f"{RESULTS}/tables/main.md", f"{RESULTS}/config.html", *figure_targets()]
     return outputs
