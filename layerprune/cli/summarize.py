@@ -21,6 +21,12 @@ from layerprune.summary import (
 logger = logging.getLogger(__name__)
 
 
+def _one(paths: list[Path], flag: str) -> Path | None:
+    if len(paths) > 1:
+        raise ValueError(f"{flag} takes one file, got {len(paths)}: {[str(p) for p in paths]}")
+    return paths[0] if paths else None
+
+
 def _run(args: argparse.Namespace) -> None:
     runs = collect_runs(
         args.pruned_metrics,
@@ -40,7 +46,7 @@ def _run(args: argparse.Namespace) -> None:
         baseline_inference_emissions=args.baseline_inference_emissions,
         baseline_adversarial=args.baseline_adversarial,
         baseline_corruptions=args.baseline_corruptions,
-        latency=args.latency,
+        latency=_one(args.latency, "--latency"),
         baseline_shortcut=args.baseline_shortcut,
     )
     write_summary(args.out, summary)
@@ -101,9 +107,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--latency",
-        type=Path,
-        default=None,
-        help="latency/latency.csv of `layerprune latency` (latency with its spread, energy per image)",
+        **files,
+        help="latency/latency.csv of `layerprune latency` (latency with its spread, energy per image); at most one "
+        "file, none for experiments without the timing step (causal language models)",
     )
     p.add_argument("--out", type=Path, required=True, help="summary.csv to write")
     p.add_argument("--table-md", type=Path, default=None, help="main table as Markdown (tables/main.md)")
