@@ -16,7 +16,14 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-__all__ = ["SCHEMA_PATH", "ConfigError", "check_robustness", "load_config", "validate_config"]
+__all__ = [
+    "SCHEMA_PATH",
+    "ConfigError",
+    "check_robustness",
+    "load_config",
+    "section_defaults",
+    "validate_config",
+]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -48,6 +55,16 @@ def load_schema() -> dict:
             "(pip install -e .) so the workflow files are beside the package"
         )
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def section_defaults(section: str, given: dict | None = None) -> dict:
+    """A config section (``data``, ``model``, ``train``...) with the schema's defaults for the keys ``given`` lacks.
+
+    For library callers that pass a section by hand; top-level keys only (nested objects come from ``given`` or
+    the schema's default as a whole).
+    """
+    properties = load_schema()["properties"][section]["properties"]
+    return {**{k: copy.deepcopy(v["default"]) for k, v in properties.items() if "default" in v}, **(given or {})}
 
 
 def validate_config(config: dict) -> dict:

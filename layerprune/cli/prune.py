@@ -27,11 +27,6 @@ from layerprune.similarity.extract import Representations
 from layerprune.train import TrainConfig, select_device
 
 
-def _train_settings(section: dict) -> dict:
-    """The :class:`TrainConfig` keys of a config's ``finetune`` section (drops the workflow's ``enabled`` switch)."""
-    return {k: v for k, v in section.items() if k != "enabled"}
-
-
 def _run(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     ckpt = load_checkpoint(args.model)
@@ -49,9 +44,7 @@ def _run(args: argparse.Namespace) -> None:
         )
     finetune_between = None
     if iterative and pruning.get("finetune_epochs_between", 0) > 0:
-        config = TrainConfig.from_dict(
-            {**_train_settings(args.finetune), "epochs": pruning["finetune_epochs_between"], "seed": args.seed}
-        )
+        config = TrainConfig.from_section(args.finetune, seed=args.seed, epochs=pruning["finetune_epochs_between"])
         finetune_between = (config, build_dataset(args.data, "train", augment=args.data.get("augment", True)))
     planned = plan_pruning(
         args.method,
