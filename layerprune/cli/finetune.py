@@ -1,5 +1,6 @@
 """``layerprune finetune``: recover accuracy of a pruned model with the one training loop, and
-(with ``--metrics``) evaluate the fine-tuned model."""
+(with ``--metrics``) evaluate the fine-tuned model. With ``finetune.devices > 1`` the command
+relaunches itself through torchrun (one process per device, data-parallel)."""
 
 from __future__ import annotations
 
@@ -15,39 +16,29 @@ from layerprune.cli._common import (
     evaluate_written_model,
     finish_emissions,
     json_arg,
+    relaunch_if_parallel,
     set_threads,
 )
-from layerprune.data import build_dataset
-from layerprune.emissions import track
-from layerprune.models import load_checkpoint, save_checkpoint
-from layerprune.train import TrainConfig, fit
+from layerprune.training import finetune_checkpoint
 
 
 def _run(args: argparse.Namespace) -> None:
+    relaunch_if_parallel(args, args.finetune)
     set_threads(args.threads)
-    ckpt = load_checkpoint(args.model)
-    settings = {k: v for k, v in args.finetune.items() if k != "enabled"}
-    config = TrainConfig.from_dict({**settings, "seed": args.seed})
-    train_set = build_dataset(args.data, "train", augment=args.data.get("augment", True))
-    test_set = build_dataset(args.data, "test")
-    csv = emissions_path(args)
-    with track("finetune", csv or Path("unused.csv"), country_iso_code=args.country, enabled=csv is not None) as record:
-        # The fingerprint covers the pruned model's spec and weights; add the data config, so that a new pruned
-        # model or data set retrains instead of resuming a stale state.
-        result = fit(
-            ckpt.model,
-            train_set,
-            test_set,
-            config,
-            args.workdir,
-            log_csv=args.log_csv,
-            run_inputs={"data": args.data},
-            usage=record.usage,
-        )
-        record.earlier = result.usage_before  # energy of the processes before a resume
-        record.extra.update(result.coverage())
-    meta = {**ckpt.meta, "stage": "finetuned", "finetune": result.to_dict(), "parent": str(args.model)}
-    save_checkpoint(args.out, ckpt.model.cpu(), preprocessing=ckpt.preprocessing, meta=meta)
+    ckpt = finetune_checkpoint(
+        args.model,
+        args.data,
+        args.finetune,
+        seed=args.seed,
+        out=args.out,
+        workdir=args.workdir,
+        log_csv=args.log_csv,
+        emissions_csv=emissions_path(args),
+        country_iso_code=args.country,
+        threads=args.threads,
+    )
+    if ckpt is None:  # a data-parallel process other than rank 0: rank 0 writes every artifact
+        return
     finish_emissions(args)
     evaluate_written_model(args, ckpt.model, ckpt.preprocessing, args.out)
 
@@ -56,8 +47,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("finetune", help="fine-tune a pruned checkpoint (resumable)")
     p.add_argument("--model", type=Path, required=True, help="pruned checkpoint")
     add_data_args(p)
-    p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section (JSON or @file)")
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the config schema's first seed)")
     p.add_argument("--out", type=Path, required=True, help="fine-tuned checkpoint to write")
     p.add_argument("--workdir", type=Path, required=True, help="folder for resumable training state")
     p.add_argument("--log-csv", type=Path, required=True, help="per-epoch log to write")
