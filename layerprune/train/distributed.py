@@ -30,7 +30,7 @@ import logging
 import math
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -222,11 +222,16 @@ class GlobalOrderSampler(DistributedSampler):
         return self.num_samples
 
 
-def loader_order(loader: DataLoader) -> list[int]:
+def loader_order(loader: DataLoader, iterate: Callable[[DataLoader], Iterable] = iter) -> list[int]:
     """The sample indices a one-process ``loader`` visits in one pass, in order (without loading any sample).
 
     Iterates a copy of the loader over the indices themselves, so that its generator draws exactly as the real
     loader's would (torch's ``RandomSampler`` and base seed logic, whatever the torch version).
+
+    Args:
+        loader: A loader with ``shuffle=True`` and its own ``generator``.
+        iterate: How the training loop iterates the loader (e.g. wrapped in a progress bar, which may start one
+            extra iterator and so move the generator on before the pass).
     """
     n = len(loader.dataset)  # type: ignore[arg-type]
     generator = torch.Generator()
@@ -239,4 +244,4 @@ def loader_order(loader: DataLoader) -> list[int]:
         drop_last=loader.drop_last,
         num_workers=0,
     )
-    return [int(i) for batch in indices for i in batch]
+    return [int(i) for batch in iterate(indices) for i in batch]

@@ -207,7 +207,7 @@ def _train_loader(
 
 def _global_order(dataset: Dataset, config: TrainConfig, epoch: int, ctx: DistContext) -> list[int]:
     """The one-process run's sample order of ``epoch``, trimmed so that no process gets a last batch of one."""
-    order = loader_order(_train_loader(dataset, config, epoch, torch.device("cpu"), 0))
+    order = loader_order(_train_loader(dataset, config, epoch, torch.device("cpu"), 0), _progress_bar)
     local_batch = config.batch_size // ctx.world_size
     if len(order) > config.batch_size and math.ceil(len(order) / ctx.world_size) % local_batch == 1:
         order = order[: len(order) - len(order) % config.batch_size]
@@ -541,6 +541,12 @@ def _all_reduce(*values: torch.Tensor) -> list[torch.Tensor]:
     return list(packed.unbind())
 
 
+def _progress_bar(loader: DataLoader, **kwargs: Any) -> tqdm:
+    """The epoch's progress bar around ``loader`` (the one-process order depends on it: tqdm.auto starts one
+    iterator of the loader when it is built, which draws from the loader's generator before the pass)."""
+    return tqdm(loader, leave=False, **{"disable": True, **kwargs})
+
+
 def _train_epoch(run: _Run, train_set: Dataset, epoch: int, progress: bool) -> tuple[float, float, int]:
     """One pass of SGD; returns the mean training loss, the training accuracy and the samples seen (all processes)."""
     config, dev, steps_per_epoch = run.config, run.device, run.steps_per_epoch
@@ -553,9 +559,7 @@ def _train_epoch(run: _Run, train_set: Dataset, epoch: int, progress: bool) -> t
     correct = torch.zeros((), dtype=torch.int64, device=dev)
     seen = 0
     loader = _train_loader(train_set, config, epoch, dev, run.num_workers, run.ctx)
-    bar = tqdm(
-        loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_bar, leave=False
-    )
+    bar = _progress_bar(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_bar)
     for step, (x, y) in enumerate(bar):
         if step >= steps_per_epoch:
             break
