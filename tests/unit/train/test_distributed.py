@@ -152,3 +152,34 @@ def test_loader_order_matches_a_loader_with_workers() -> None:
 
 def test_json_roundtrip_of_helper_config() -> None:
     assert json.loads(json.dumps(CONFIG.to_dict()))["devices"] == 1
+
+
+@pytest.mark.slow
+def test_finetune_command_with_two_devices_writes_one_set_of_artifacts(tmp_path: Path) -> None:
+    """``layerprune finetune`` with devices: 2 relaunches itself under torchrun; rank 0 alone writes the outputs,
+    and the energy row sums both processes."""
+    from layerprune.baseline import make_baseline
+    from layerprune.models import load_checkpoint
+
+    data = {"name": "digits", "train_subset": 128, "test_subset": 64}
+    make_baseline(data, {"arch": "resnet20", "blocks_per_stage": [1, 1, 1]}, {"epochs": 1, "batch_size": 32,
+                  "max_steps_per_epoch": 1}, out_model=tmp_path / "parent.pt", workdir=tmp_path / "w",
+                  log_csv=tmp_path / "l.csv", emissions_csv=None, country_iso_code="FRA", seed=0)  # fmt: skip
+    out = tmp_path / "finetuned"
+    finetune = {"enabled": True, "epochs": 2, "batch_size": 32, "lr": 0.01, "devices": 2}
+    command = [sys.executable, "-m", "layerprune", "finetune", "--model", str(tmp_path / "parent.pt"), "--data",
+               json.dumps(data), "--finetune", json.dumps(finetune), "--seed", "1", "--out", str(out / "model.pt"),
+               "--workdir", str(out / "train_state"), "--log-csv", str(out / "log.csv"), "--emissions",
+               str(out / "emissions.csv"), "--country", "FRA", "--threads", "2"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, env={**os.environ})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "relaunching under torchrun" in done.stderr
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    assert files == ["emissions.codecarbon.csv", "emissions.csv", "log.csv", "model.pt", "train_state",
+                     "train_state/last.pt"]  # fmt: skip
+    assert len(pd.read_csv(out / "log.csv")) == 2
+    rows = pd.read_csv(out / "emissions.csv")
+    assert len(rows) == 1 and rows.loc[0, "n_samples"] == 2 * 128 and rows.loc[0, "energy_kwh"] > 0
+    meta = load_checkpoint(out / "model.pt").meta["finetune"]
+    assert meta["devices"] == 2 and meta["epochs"] == 2
+    assert torch.load(out / "train_state" / "last.pt", weights_only=True)["world_size"] == 2
