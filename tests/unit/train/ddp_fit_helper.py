@@ -39,9 +39,17 @@ def digits_sets(path: Path) -> tuple[Dataset, Dataset]:
     return TensorDataset(x[:1400], y[:1400]), TensorDataset(x[1400:], y[1400:])
 
 
-def run(data: Path, workdir: Path, result: Path, devices: int, kill_after_epoch: int | None = None) -> None:
+def run(
+    data: Path,
+    workdir: Path,
+    result: Path,
+    devices: int,
+    kill_after_epoch: int | None = None,
+    device: str = "cpu",
+    **overrides: object,
+) -> None:
     torch.set_num_threads(THREADS)
-    config = dataclasses.replace(CONFIG, devices=devices)
+    config = dataclasses.replace(CONFIG, devices=devices, **overrides)
     train_set, test_set = digits_sets(data)
     with process_group(devices) as ctx:
         model = tiny_plain_net()
@@ -50,7 +58,7 @@ def run(data: Path, workdir: Path, result: Path, devices: int, kill_after_epoch:
             if epoch == kill_after_epoch and (ctx is None or ctx.is_main):
                 os.kill(os.getpid(), signal.SIGKILL)
 
-        out = fit(model, train_set, test_set, config, workdir, log_csv=workdir / "log.csv", device="cpu",
+        out = fit(model, train_set, test_set, config, workdir, log_csv=workdir / "log.csv", device=device,
                   progress=False, on_epoch_end=maybe_die)  # fmt: skip
         if ctx is None or ctx.is_main:
             torch.save({"state": model.state_dict(), "result": out.to_dict()}, result)
@@ -62,8 +70,10 @@ def main() -> None:
     parser.add_argument("workdir", type=Path)
     parser.add_argument("result", type=Path)
     parser.add_argument("--kill-after-epoch", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu (gloo) or cuda (NCCL, one GPU per process)")
     args = parser.parse_args()
-    run(args.data, args.workdir, args.result, int(os.environ.get("WORLD_SIZE", "1")), args.kill_after_epoch)
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    run(args.data, args.workdir, args.result, world_size, args.kill_after_epoch, args.device)
 
 
 if __name__ == "__main__":
