@@ -1,0 +1,83 @@
+"""One- vs two-process fine-tuning throughput on the CPU (images per second), side by side in one run.
+
+Fine-tunes the published ResNet-20 on a seeded subset of the CIFAR-10 JPEG training set through the real command,
+``layerprune finetune``, with ``finetune.devices`` 1 (the one-process loop on all ``--threads``) and 2 (the command
+relaunches itself under torchrun: two gloo processes with ``--threads / 2`` each). The variants alternate
+(1, 2, 1, 2, ...) so that load from other users of the machine hits both alike. Throughput is training images per
+second of training time (the per-epoch ``seconds`` of log.csv, minus nothing: the test subset is kept tiny); the
+wall time of the whole command (start-up, torchrun rendezvous, evaluation) is printed beside it.
+
+Usage: python bench/bench_ddp_cpu.py [--threads 2] [--repeats 2] [--train-subset 4096] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def layerprune(*args: str) -> float:
+    """Seconds of one ``layerprune`` command (this repository's package first on the path)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)}
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "layerprune", *args], check=True, env=env, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads of the job (shared by its processes)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--train-subset", type=int, default=4096)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_ddp_"))
+    data = {
+        "name": "imagefolder",
+        "root": str(SHARED / "data" / "cifar10-jpeg"),
+        "image_size": 32,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "train_subset": args.train_subset,
+        "test_subset": 256,
+    }
+    model = {"arch": "resnet20", "checkpoint": str(SHARED / "models" / "cifar-resnet" / "resnet20-12fca82f.th")}
+    parent = workdir / "resnet20.pt"
+    layerprune("baseline", "--data", json.dumps(data), "--model", json.dumps(model), "--out", str(parent),
+               "--workdir", str(workdir / "baseline_state"), "--log-csv", str(workdir / "baseline_log.csv"),
+               "--emissions", str(workdir / "e.csv"), "--no-emissions")  # fmt: skip
+    rows = []
+    for repeat in range(args.repeats):
+        for devices in (1, 2):
+            out = workdir / f"devices{devices}_run{repeat}"
+            finetune = {"epochs": 1, "batch_size": args.batch_size, "lr": 0.01, "num_workers": 0, "devices": devices}
+            wall = layerprune("finetune", "--model", str(parent), "--data", json.dumps(data), "--finetune",
+                              json.dumps(finetune), "--seed", "0", "--out", str(out / "model.pt"), "--workdir",
+                              str(out / "state"), "--log-csv", str(out / "log.csv"), "--emissions",
+                              str(out / "e.csv"), "--no-emissions", "--threads", str(args.threads))  # fmt: skip
+            log = pd.read_csv(out / "log.csv")
+            seconds = float(log["seconds"].sum())
+            rows.append({"devices": devices, "run": repeat, "images_per_s": args.train_subset / seconds,
+                         "train_s": seconds, "wall_s": wall})  # fmt: skip
+            print(rows[-1], flush=True)
+    table = pd.DataFrame(rows).groupby("devices")[["images_per_s", "train_s", "wall_s"]].median()
+    print(f"\nmedian over {args.repeats} alternating runs, {args.threads} threads, batch {args.batch_size}, "
+          f"{args.train_subset} CIFAR-10 JPEG images, ResNet-20:")  # fmt: skip
+    print(table.to_string(float_format=lambda v: f"{v:.1f}"))
+    print(f"two processes / one process: {table.loc[2, 'images_per_s'] / table.loc[1, 'images_per_s']:.2f}x images/s")
+
+
+if __name__ == "__main__":
+    main()
