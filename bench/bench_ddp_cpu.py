@@ -7,7 +7,7 @@ relaunches itself under torchrun: two gloo processes with ``--threads / 2`` each
 second of training time (the per-epoch ``seconds`` of log.csv, minus nothing: the test subset is kept tiny); the
 wall time of the whole command (start-up, torchrun rendezvous, evaluation) is printed beside it.
 
-Usage: python bench/bench_ddp_cpu.py [--threads 2] [--repeats 2] [--train-subset 4096] [--workdir DIR]
+Usage: python bench/bench_ddp_cpu.py [--threads 2] [--repeats 2] [--train-subset 4096] [--workdir DIR] [--shared DIR]
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 
 def layerprune(*args: str) -> float:
@@ -42,18 +41,19 @@ def main() -> None:
     parser.add_argument("--train-subset", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--shared", type=Path, default=REPO.parent / "shared", help="the shared data folder")
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench_ddp_"))
     data = {
         "name": "imagefolder",
-        "root": str(SHARED / "data" / "cifar10-jpeg"),
+        "root": str(args.shared / "data" / "cifar10-jpeg"),
         "image_size": 32,
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
         "train_subset": args.train_subset,
         "test_subset": 256,
     }
-    model = {"arch": "resnet20", "checkpoint": str(SHARED / "models" / "cifar-resnet" / "resnet20-12fca82f.th")}
+    model = {"arch": "resnet20", "checkpoint": str(args.shared / "models" / "cifar-resnet" / "resnet20-12fca82f.th")}
     parent = workdir / "resnet20.pt"
     layerprune("baseline", "--data", json.dumps(data), "--model", json.dumps(model), "--out", str(parent),
                "--workdir", str(workdir / "baseline_state"), "--log-csv", str(workdir / "baseline_log.csv"),
