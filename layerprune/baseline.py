@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from layerprune.config import section_defaults
+from layerprune.config import validate_section
 from layerprune.data import build_dataset, dataset_info
 from layerprune.io import write_text
 from layerprune.models import get_model, save_checkpoint
@@ -48,7 +48,7 @@ def make_baseline(
     Sections passed by hand may omit keys: they take the schema's defaults (``seed=None``: its first seed).
     """
     config = TrainConfig.from_section(train_cfg, seed=seed)
-    data, arch = section_defaults("data", data_cfg), section_defaults("model", model_cfg)
+    data, arch = validate_section("data", data_cfg), validate_section("model", model_cfg)
     info = dataset_info(data)
     preprocessing = info.preprocessing()
     seed_everything(config.seed)

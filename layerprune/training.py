@@ -21,7 +21,7 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
-from layerprune.config import section_defaults
+from layerprune.config import validate_section
 from layerprune.data import build_dataset
 from layerprune.emissions import track
 from layerprune.models import load_checkpoint, save_checkpoint
@@ -114,7 +114,7 @@ def finetune_checkpoint(
 
     Args:
         model_path: The pruned checkpoint.
-        data_cfg: The config's ``data`` section (missing keys take the schema's defaults).
+        data_cfg: The config's ``data`` section (validated; missing keys take the schema's defaults).
         finetune_cfg: The config's ``finetune`` section.
         seed: The run's seed (``None``: the schema's first seed).
         out: Fine-tuned checkpoint to write.
@@ -129,7 +129,7 @@ def finetune_checkpoint(
     """
     ckpt = load_checkpoint(model_path)
     config = TrainConfig.from_section(finetune_cfg, seed=seed)
-    data = section_defaults("data", data_cfg)
+    data = validate_section("data", data_cfg)
     train_set = build_dataset(data, "train", augment=data["augment"])
     test_set = build_dataset(data, "test")
     with process_group(config.devices, threads) as ctx:

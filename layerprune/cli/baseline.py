@@ -12,14 +12,14 @@ from layerprune.cli._common import (
     add_threads_arg,
     emissions_path,
     finish_emissions,
-    json_arg,
     relaunch_if_parallel,
+    section_arg,
     set_threads,
 )
 
 
 def _run(args: argparse.Namespace) -> None:
-    if not args.model.get("checkpoint"):  # imported weights: nothing to train, one process
+    if not args.model["checkpoint"]:  # imported weights: nothing to train, one process
         relaunch_if_parallel(args, args.train)
     set_threads(args.threads)
     model = make_baseline(
@@ -41,8 +41,12 @@ def _run(args: argparse.Namespace) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("baseline", help="train or import the unpruned model")
     add_data_args(p)
-    p.add_argument("--model", type=json_arg, required=True, help="the config's model section (JSON or @file)")
-    p.add_argument("--train", type=json_arg, default={}, help="the config's train section (JSON or @file)")
+    p.add_argument(
+        "--model", type=section_arg("model"), required=True, help="the config's model section (JSON or @file)"
+    )
+    p.add_argument(
+        "--train", type=section_arg("train"), default="{}", help="the config's train section (JSON or @file)"
+    )
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the config schema's first seed)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--workdir", type=Path, required=True, help="folder for resumable training state")

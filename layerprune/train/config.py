@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from layerprune.config import load_schema, section_defaults
+from layerprune.config import defaults
 
 __all__ = ["AMP_MODES", "SCHEDULES", "WORKFLOW_KEYS", "TrainConfig"]
 
@@ -22,8 +22,8 @@ AMP_MODES = ("auto", "off", "bf16", "fp16")
 WORKFLOW_KEYS = ("enabled",)
 
 
-_DEFAULTS = section_defaults("train")
-_FIRST_SEED = load_schema()["properties"]["seeds"]["default"][0]
+_DEFAULTS = defaults("train")
+_FIRST_SEED = defaults("seeds")[0]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ stored as a tensor for that reason).
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -16,17 +15,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from layerprune.io import atomic_path
+from layerprune.io import write_with
 
 __all__ = ["atomic_torch_save", "get_rng_state", "load_state", "set_rng_state"]
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` through the one atomic writer (:func:`layerprune.io.atomic_path`), fsynced before the rename."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
+    """``torch.save`` through the one atomic writer (:func:`layerprune.io.write_with`), fsynced before the rename."""
+    write_with(path, lambda tmp: torch.save(obj, tmp), fsync=True)
 
 
 def get_rng_state() -> dict[str, Any]:
