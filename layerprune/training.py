@@ -26,7 +26,7 @@ from layerprune.data import build_dataset
 from layerprune.emissions import track
 from layerprune.models import load_checkpoint, save_checkpoint
 from layerprune.models.checkpoint import Checkpoint
-from layerprune.train import FitResult, TrainConfig, fit
+from layerprune.train import BatchLoss, FitResult, TrainConfig, classification_loss, fit
 from layerprune.train.distributed import DistContext, process_group, reduce_usage
 
 __all__ = ["finetune_checkpoint", "gpu_id", "tracked_fit"]
@@ -59,6 +59,7 @@ def tracked_fit(
     country_iso_code: str,
     run_inputs: dict[str, Any],
     ctx: DistContext | None = None,
+    batch_loss: BatchLoss = classification_loss,
 ) -> FitResult:
     """Train with :func:`layerprune.train.fit` and record the run's energy as one row of ``emissions_csv``.
 
@@ -75,6 +76,7 @@ def tracked_fit(
         run_inputs: What else determines the run (data and model configs, parent checkpoint): part of the
             fingerprint, so a changed input retrains instead of resuming a stale state.
         ctx: This process's place in a data-parallel job (from :func:`layerprune.train.distributed.process_group`).
+        batch_loss: The task's loss (:class:`layerprune.train.BatchLoss`); the default is image classification.
 
     Returns:
         The trainer's result (the same on every process).
@@ -90,7 +92,15 @@ def tracked_fit(
         write=main,
     ) as record:
         result = fit(
-            model, train_set, test_set, config, workdir, log_csv=log_csv, run_inputs=run_inputs, usage=record.usage
+            model,
+            train_set,
+            test_set,
+            config,
+            workdir,
+            log_csv=log_csv,
+            run_inputs=run_inputs,
+            usage=record.usage,
+            batch_loss=batch_loss,
         )
         record.earlier = result.usage_before  # energy of the processes before a resume
         record.extra.update(result.coverage())

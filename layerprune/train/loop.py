@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from layerprune.config import defaults
 from layerprune.io import write_text
 from layerprune.train.config import TrainConfig
 from layerprune.train.device import (
@@ -62,7 +63,9 @@ __all__ = [
     "LOG_COLUMNS",
     "RESUME_MAY_DIFFER",
     "STATE_FILE",
+    "BatchLoss",
     "FitResult",
+    "classification_loss",
     "evaluate",
     "fit",
     "library_versions",
@@ -221,13 +224,58 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
     return x
 
 
+class BatchLoss(Protocol):
+    """How the loop turns one batch into a loss: the only task-specific part of training and evaluation.
+
+    Called as ``batch_loss(model, batch, device, channels_last=..., amp_dtype=..., label_smoothing=...,
+    reduction=...)`` with ``batch`` as the data loader yields it; runs the forward pass (under ``autocast`` for
+    ``amp_dtype``) and returns ``(loss, n, correct)``: the loss over the batch's ``n`` items (``reduction``
+    ``"mean"`` in training, ``"sum"`` in evaluation, in fp32) and the number of correct predictions (an int64
+    tensor; zeros where accuracy means nothing). :func:`classification_loss` is the default; a language model
+    passes its next-token loss (items = tokens).
+    """
+
+    def __call__(
+        self,
+        model: nn.Module,
+        batch: Any,
+        device: torch.device,
+        *,
+        channels_last: bool,
+        amp_dtype: torch.dtype | None,
+        label_smoothing: float,
+        reduction: str,
+    ) -> tuple[torch.Tensor, int, torch.Tensor]: ...
+
+
+def classification_loss(
+    model: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    device: torch.device,
+    *,
+    channels_last: bool,
+    amp_dtype: torch.dtype | None,
+    label_smoothing: float,
+    reduction: str,
+) -> tuple[torch.Tensor, int, torch.Tensor]:
+    """Cross-entropy of an image classifier on ``(images (n, C, H, W), labels (n,))``; see :class:`BatchLoss`."""
+    x, y = batch
+    x = _to_device(x, device, channels_last)
+    y = y.to(device, non_blocking=device.type == "cuda")
+    with autocast(device, amp_dtype):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing, reduction=reduction)
+    return loss, y.shape[0], (logits.detach().argmax(dim=1) == y).sum()
+
+
 def evaluate(
     model: nn.Module,
     dataset: Dataset,
     *,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     num_workers: int = 0,
+    batch_loss: BatchLoss = classification_loss,
 ) -> dict[str, float]:
     """Top-1 accuracy and mean cross-entropy of ``model`` on ``dataset``, in fp32 and eval mode.
 
@@ -235,12 +283,13 @@ def evaluate(
         model: Classifier mapping images ``(n, C, H, W)`` to logits ``(n, num_classes)``. It is moved to ``device``
             in place (as ``nn.Module.to`` does) and its train/eval mode is restored afterwards.
         dataset: Yields ``(image, int label)``.
-        batch_size: Evaluation batch size.
+        batch_size: Evaluation batch size (``None``: the schema's ``evaluation.batch_size``).
         device: ``None``/``"auto"`` picks CUDA when available, else CPU.
         num_workers: DataLoader worker processes (0: main process).
+        batch_loss: The task's loss (:class:`BatchLoss`); accuracy and loss are per item it counts.
 
     Returns:
-        ``{"top1": accuracy in [0, 1], "loss": mean cross-entropy, "n": number of samples}``.
+        ``{"top1": accuracy in [0, 1], "loss": mean cross-entropy, "n": number of items}``.
 
     Raises:
         ValueError: If the dataset is empty.
@@ -249,14 +298,24 @@ def evaluate(
     if n_total == 0:
         raise ValueError("cannot evaluate on an empty dataset; check the data config and subset size")
     dev = select_device(device)
-    loss_sum, correct = _eval_sums(model, dataset, batch_size=batch_size, device=dev, num_workers=num_workers)
-    return {"top1": correct.item() / n_total, "loss": loss_sum.item() / n_total, "n": n_total}
+    if batch_size is None:
+        batch_size = defaults("evaluation")["batch_size"]
+    loss_sum, correct, n = _eval_sums(
+        model, dataset, batch_size=batch_size, device=dev, num_workers=num_workers, batch_loss=batch_loss
+    )
+    return {"top1": correct.item() / n, "loss": loss_sum.item() / n, "n": n}
 
 
 def _eval_sums(
-    model: nn.Module, dataset: Dataset, *, batch_size: int, device: torch.device, num_workers: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Summed cross-entropy (float64) and number of correct predictions (int64) of ``model`` on ``dataset``."""
+    model: nn.Module,
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int,
+    batch_loss: BatchLoss,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Summed loss (float64), correct predictions (int64) and items of ``model`` on ``dataset``."""
     model.to(device)
     channels_last = any(
         p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
@@ -269,17 +328,25 @@ def _eval_sums(
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
+    items = 0
     try:
         with torch.inference_mode():
-            for x, y in loader:
-                x = _to_device(x, device, channels_last)
-                y = y.to(device, non_blocking=device.type == "cuda")
-                logits = model(x).float()
-                loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
-                correct += (logits.argmax(dim=1) == y).sum()
+            for batch in loader:
+                loss, n, right = batch_loss(
+                    model,
+                    batch,
+                    device,
+                    channels_last=channels_last,
+                    amp_dtype=None,
+                    label_smoothing=0.0,
+                    reduction="sum",
+                )
+                loss_sum += loss.double()
+                correct += right
+                items += n
     finally:
         model.train(was_training)
-    return loss_sum, correct
+    return loss_sum, correct, items
 
 
 def weights_sha256(model: nn.Module) -> str:
@@ -369,6 +436,7 @@ class _Run:
     start_epoch: int = 0
     samples_total: int = 0
     usage_before: dict[str, float] = field(default_factory=dict)
+    batch_loss: BatchLoss = classification_loss
 
     @property
     def is_main(self) -> bool:
@@ -412,6 +480,7 @@ def _prepare(
     workdir: Path,
     device: str | torch.device | None,
     run_inputs: dict[str, Any] | None,
+    batch_loss: BatchLoss,
 ) -> _Run:
     """Place the model, build the optimiser, lr schedule and grad scaler, and fingerprint the run."""
     dev, ctx = _placement(config, device)
@@ -455,6 +524,7 @@ def _prepare(
         identity=identity,
         fingerprint=_sha256_json(identity),
         batchnorm_types=batchnorm_types,
+        batch_loss=batch_loss,
     )
 
 
@@ -560,23 +630,27 @@ def _train_epoch(run: _Run, train_set: Dataset, epoch: int, progress: bool) -> t
     seen = 0
     loader = _train_loader(train_set, config, epoch, dev, run.num_workers, run.ctx)
     bar = _progress_bar(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not show_bar)
-    for step, (x, y) in enumerate(bar):
+    for step, batch in enumerate(bar):
         if step >= steps_per_epoch:
             break
-        x = _to_device(x, dev, run.channels_last)
-        y = y.to(dev, non_blocking=dev.type == "cuda")
-        with autocast(dev, run.amp_dtype):
-            logits = run.train_model(x)  # type: ignore[misc]
-        loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        loss, n, right = run.batch_loss(
+            run.train_model,  # type: ignore[arg-type]
+            batch,
+            dev,
+            channels_last=run.channels_last,
+            amp_dtype=run.amp_dtype,
+            label_smoothing=config.label_smoothing,
+            reduction="mean",
+        )
         _check_finite(run, loss, epoch, step)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)
         run.scaler.update()
         run.scheduler.step()
-        loss_sum += loss.detach().double() * y.shape[0]
-        correct += (logits.detach().argmax(dim=1) == y).sum()
-        seen += y.shape[0]
+        loss_sum += loss.detach().double() * n
+        correct += right
+        seen += n
         if show_bar and step % 10 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
         if log_progress and step + 1 < steps_per_epoch:  # the epoch line reports the last step
@@ -624,19 +698,19 @@ def _test_metrics(run: _Run, test_set: Dataset | None) -> dict[str, float]:
     if test_set is None:
         return {"top1": math.nan, "loss": math.nan}
     batch_size = run.config.eval_batch_size
+    settings = {"batch_size": batch_size, "device": run.device, "num_workers": run.num_workers}
     if run.ctx is None:
-        return evaluate(run.model, test_set, batch_size=batch_size, device=run.device, num_workers=run.num_workers)
+        return evaluate(run.model, test_set, batch_loss=run.batch_loss, **settings)
     for buffer in run.model.buffers():  # BatchNorm running statistics: rank 0's are the saved ones
         dist.broadcast(buffer, src=0)
     part = shard(test_set, run.rank, run.world_size)
-    loss_sum, correct = (
-        _eval_sums(run.model, part, batch_size=batch_size, device=run.device, num_workers=run.num_workers)
+    loss_sum, correct, n = (
+        _eval_sums(run.model, part, batch_loss=run.batch_loss, **settings)
         if len(part)  # type: ignore[arg-type]
-        else (torch.zeros((), dtype=torch.float64, device=run.device), torch.zeros((), device=run.device))
+        else (torch.zeros((), dtype=torch.float64, device=run.device), torch.zeros((), device=run.device), 0)
     )
-    total_loss, total_correct = _all_reduce(loss_sum, correct)
-    n = len(test_set)  # type: ignore[arg-type]
-    return {"top1": total_correct.item() / n, "loss": total_loss.item() / n}
+    total_loss, total_correct, total_n = _all_reduce(loss_sum, correct, torch.tensor(n, device=run.device))
+    return {"top1": total_correct.item() / total_n.item(), "loss": total_loss.item() / total_n.item()}
 
 
 def _checkpoint(run: _Run, epoch: int, usage: Callable[[], dict[str, float] | None] | None) -> None:
@@ -700,6 +774,7 @@ def fit(
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     run_inputs: dict[str, Any] | None = None,
     usage: Callable[[], dict[str, float] | None] | None = None,
+    batch_loss: BatchLoss = classification_loss,
 ) -> FitResult:
     """Train ``model`` in place with SGD, checkpointing every epoch and resuming after an interruption.
 
@@ -744,7 +819,7 @@ def fit(
     workdir = Path(workdir)
     if len(train_set) == 0:  # type: ignore[arg-type]
         raise ValueError("the training set is empty; check the data config and subset size")
-    run = _prepare(model, train_set, config, workdir, device, run_inputs)
+    run = _prepare(model, train_set, config, workdir, device, run_inputs, batch_loss)
     _restore(run, log_csv)
     _wrap_for_training(run)
     for epoch in range(run.start_epoch, config.epochs):
