@@ -12,6 +12,7 @@ from layerprune.cli._common import (
     add_threads_arg,
     emissions_path,
     finish_emissions,
+    json_arg,
     relaunch_if_parallel,
     section_arg,
     set_threads,
@@ -44,9 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", type=section_arg("model"), required=True, help="the config's model section (JSON or @file)"
     )
-    p.add_argument(
-        "--train", type=section_arg("train"), default="{}", help="the config's train section (JSON or @file)"
-    )
+    p.add_argument("--train", type=json_arg, default={}, help="the config's train section (checked by TrainConfig)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the config schema's first seed)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--workdir", type=Path, required=True, help="folder for resumable training state")

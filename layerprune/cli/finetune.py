@@ -15,8 +15,8 @@ from layerprune.cli._common import (
     emissions_path,
     evaluate_written_model,
     finish_emissions,
+    json_arg,
     relaunch_if_parallel,
-    section_arg,
     set_threads,
 )
 from layerprune.training import finetune_checkpoint
@@ -47,9 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("finetune", help="fine-tune a pruned checkpoint (resumable)")
     p.add_argument("--model", type=Path, required=True, help="pruned checkpoint")
     add_data_args(p)
-    p.add_argument(
-        "--finetune", type=section_arg("finetune"), default="{}", help="the config's finetune section (JSON or @file)"
-    )
+    # Checked by TrainConfig.from_section (unknown keys and bad values fail by name), not by the schema: the
+    # section may also carry the run's seed, as older callers pass it.
+    p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section (JSON or @file)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the config schema's first seed)")
     p.add_argument("--out", type=Path, required=True, help="fine-tuned checkpoint to write")
     p.add_argument("--workdir", type=Path, required=True, help="folder for resumable training state")
