@@ -119,6 +119,7 @@ def finetune_checkpoint(
     emissions_csv: Path | None,
     country_iso_code: str,
     threads: int | None = None,
+    shortcut: dict | None = None,
 ) -> Checkpoint | None:
     """The ``finetune`` stage: fine-tune a pruned checkpoint and save it with its training record.
 
@@ -133,6 +134,7 @@ def finetune_checkpoint(
         emissions_csv: CodeCarbon CSV (``None``: not tracked).
         country_iso_code: Grid of the carbon intensity.
         threads: CPU threads of the whole job (shared by the processes of a data-parallel run).
+        shortcut: The config's ``shortcut`` section: fine-tune on its biased training set instead of the clean one.
 
     Returns:
         The fine-tuned checkpoint on rank 0 (and in a one-process run), ``None`` on the other ranks.
@@ -140,7 +142,12 @@ def finetune_checkpoint(
     ckpt = load_checkpoint(model_path)
     config = TrainConfig.from_section(finetune_cfg, seed=seed)
     data = validate_section("data", data_cfg)
-    train_set = build_dataset(data, "train", augment=data["augment"])
+    if shortcut is None:
+        train_set = build_dataset(data, "train", augment=data["augment"])
+    else:  # the biased training set of the shortcut evaluation
+        from layerprune.robustness.shortcut import biased_train_set
+
+        train_set = biased_train_set(data, shortcut)
     test_set = build_dataset(data, "test")
     with process_group(config.devices, threads) as ctx:
         # The fingerprint covers the pruned model's spec and weights; add the data config, so that a new pruned
@@ -155,11 +162,13 @@ def finetune_checkpoint(
             log_csv=log_csv,
             emissions_csv=emissions_csv,
             country_iso_code=country_iso_code,
-            run_inputs={"data": data_cfg},
+            run_inputs={"data": data_cfg, **({} if shortcut is None else {"shortcut": shortcut})},
             ctx=ctx,
         )
         if ctx is not None and not ctx.is_main:
             return None
     meta = {**ckpt.meta, "stage": "finetuned", "finetune": result.to_dict(), "parent": str(model_path)}
+    if shortcut is not None:
+        meta["shortcut"] = shortcut
     save_checkpoint(out, ckpt.model.cpu(), preprocessing=ckpt.preprocessing, meta=meta)
     return ckpt

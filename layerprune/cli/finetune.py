@@ -17,6 +17,7 @@ from layerprune.cli._common import (
     finish_emissions,
     json_arg,
     relaunch_if_parallel,
+    section_arg,
     set_threads,
 )
 from layerprune.training import finetune_checkpoint
@@ -36,6 +37,7 @@ def _run(args: argparse.Namespace) -> None:
         emissions_csv=emissions_path(args),
         country_iso_code=args.country,
         threads=args.threads,
+        shortcut=args.shortcut,
     )
     if ckpt is None:  # a data-parallel process other than rank 0: rank 0 writes every artifact
         return
@@ -51,6 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     # section may also carry the run's seed, as older callers pass it.
     p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section (JSON or @file)")
     p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the config schema's first seed)")
+    p.add_argument(
+        "--shortcut",
+        type=section_arg("shortcut"),
+        default=None,
+        help="the config's shortcut section (JSON): fine-tune on its biased training set instead of the clean one",
+    )
     p.add_argument("--out", type=Path, required=True, help="fine-tuned checkpoint to write")
     p.add_argument("--workdir", type=Path, required=True, help="folder for resumable training state")
     p.add_argument("--log-csv", type=Path, required=True, help="per-epoch log to write")
