@@ -49,6 +49,14 @@ def make_baseline(
     """
     config = TrainConfig.from_section(train_cfg, seed=seed)
     data, arch = validate_section("data", data_cfg), validate_section("model", model_cfg)
+    if arch["family"] == "causal_lm":  # a pretrained language model: imported, never trained here
+        from layerprune.lm.model import baseline_language_model
+
+        model, preprocessing = baseline_language_model(model_cfg, data_cfg)
+        meta = {"stage": "baseline", "versions": library_versions(), "imported_from": model.source}
+        write_text(log_csv, ",".join(LOG_COLUMNS) + "\n")  # nothing trained: an empty log
+        save_checkpoint(out_model, model.cpu(), preprocessing=preprocessing, meta=meta)
+        return model
     info = dataset_info(data)
     preprocessing = info.preprocessing()
     seed_everything(config.seed)

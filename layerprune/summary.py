@@ -29,7 +29,6 @@ from layerprune.robustness.shortcut_table import SHORTCUT_COLUMNS, shortcut_colu
 from layerprune.selection import Budget
 
 __all__ = [
-    "METHOD_LABELS",
     "STAGES",
     "SUMMARY_COLUMNS",
     "RunFiles",
@@ -69,6 +68,8 @@ SUMMARY_COLUMNS = (
     "top1",
     "top1_delta",
     "loss",
+    "perplexity",
+    "ood_perplexity",
     "latency_ms",
     "train_energy_kwh",
     "train_co2_kg",
@@ -84,9 +85,6 @@ SUMMARY_COLUMNS = (
     *SHORTCUT_COLUMNS,
 )
 
-#: Display names of the methods in tables and legends (the criterion registry's labels, in its order);
-#: an unknown method is shown as its config name.
-METHOD_LABELS = {"baseline": "Baseline", **{c.name: c.label for c in criteria()}}
 
 _SEED_RE = re.compile(r"seed(0|[1-9][0-9]*)")
 _METRICS_KEYS = ("top1", "params", "macs", "blocks_per_stage")
@@ -96,8 +94,12 @@ _CORRUPTION_COLUMNS = ("corruption", "group", "severity", "accuracy")
 
 
 def method_label(method: str) -> str:
-    """The display name of a method (``"cka"`` -> ``"CKA"``)."""
-    return METHOD_LABELS.get(method, method)
+    """The display name of a method in tables and legends: its criterion record's label (``"cka"`` -> ``"CKA"``),
+    ``"Baseline"``, or the name itself for a method the registry does not know."""
+    if method == "baseline":
+        return "Baseline"
+    labels = {c.name: c.label for c in criteria()}
+    return labels.get(method, method)
 
 
 def budget_sort_key(budget: str) -> tuple[int, int]:
@@ -363,6 +365,8 @@ def build_summary(
             "top1": float(base["top1"]),
             "top1_delta": 0.0,
             "loss": base.get("loss", math.nan),
+            "perplexity": base.get("perplexity", math.nan),  # causal LMs only
+            "ood_perplexity": base.get("ood_perplexity", math.nan),
             "latency_ms": base.get("latency_ms", math.nan),
             "train_energy_kwh": train["energy_kwh"],
             "train_co2_kg": train["co2_kg"],
@@ -431,6 +435,8 @@ def _run_rows(run: RunFiles, base: Mapping[str, Any], base_corr: pd.DataFrame | 
                 "top1": float(metrics["top1"]),
                 "top1_delta": 100.0 * (float(metrics["top1"]) - float(base["top1"])),
                 "loss": metrics.get("loss", math.nan),
+                "perplexity": metrics.get("perplexity", math.nan),
+                "ood_perplexity": metrics.get("ood_perplexity", math.nan),
                 "latency_ms": metrics.get("latency_ms", math.nan),
                 "train_energy_kwh": math.nan,
                 "train_co2_kg": math.nan,

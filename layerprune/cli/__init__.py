@@ -33,6 +33,10 @@ COMMANDS = {
     "shortcut": "shortcut",
     "summarize": "summarize",
     "figures": "figures",
+    "import-llama2c": "lm",
+    "perplexity": "lm",
+    "drop-one": "lm",
+    "export-hf": "lm",
 }
 
 

@@ -20,7 +20,7 @@ from layerprune.cli._common import (
 
 
 def _run(args: argparse.Namespace) -> None:
-    if not args.model["checkpoint"]:  # imported weights: nothing to train, one process
+    if args.model["family"] != "causal_lm" and not args.model["checkpoint"]:  # imported weights: one process
         relaunch_if_parallel(args, args.train)
     set_threads(args.threads)
     model = make_baseline(

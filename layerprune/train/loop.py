@@ -258,14 +258,16 @@ def classification_loss(
     label_smoothing: float,
     reduction: str,
 ) -> tuple[torch.Tensor, int, torch.Tensor]:
-    """Cross-entropy of an image classifier on ``(images (n, C, H, W), labels (n,))``; see :class:`BatchLoss`."""
+    """Cross-entropy on ``(inputs, targets)``: an image classifier's ``(images (n, C, H, W), labels (n,))``, or a
+    causal LM's ``(tokens (B, T), next tokens (B, T))`` with logits ``(B, V, T)`` (items = tokens); see
+    :class:`BatchLoss`."""
     x, y = batch
     x = _to_device(x, device, channels_last)
     y = y.to(device, non_blocking=device.type == "cuda")
     with autocast(device, amp_dtype):
         logits = model(x)
     loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing, reduction=reduction)
-    return loss, y.shape[0], (logits.detach().argmax(dim=1) == y).sum()
+    return loss, y.numel(), (logits.detach().argmax(dim=1) == y).sum()  # images, or tokens (targets (B, T))
 
 
 def evaluate(

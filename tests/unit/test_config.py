@@ -137,6 +137,40 @@ def test_an_experiment_configfile_replaces_the_quick_default_in_the_workflow(tmp
     assert '"image_size": null' in shell and '"epochs": 30' in shell, shell[-2000:]
 
 
+@pytest.mark.parametrize(
+    ("model", "data", "message"),
+    [
+        ({}, {"name": "text"}, "set model.family: causal_lm"),
+        ({"family": "causal_lm", "path": "m"}, {"name": "digits"}, "a causal_lm reads data.name: text"),
+        (
+            {"family": "causal_lm"},
+            {"name": "text", "tokenizer": "t", "train_text": "a", "test_text": "b"},
+            "exactly one of model.path",
+        ),
+        (
+            {"family": "causal_lm", "path": "m"},
+            {"name": "text", "train_text": "a", "test_text": "b"},
+            "data.tokenizer: required",
+        ),
+        (
+            {"family": "causal_lm", "path": "m"},
+            {"name": "text", "tokenizer": "t", "test_text": "b"},
+            "data.train_text: required",
+        ),
+        (
+            {"family": "causal_lm", "path": "m"},
+            {"name": "text", "tokenizer": "t", "train_text": "a", "test_text": "b", "seq_len": 64, "stride": 64},
+            "data.stride: 64 must be below data.seq_len",
+        ),
+    ],
+)
+def test_language_model_config_errors_name_the_key(model: dict, data: dict, message: str) -> None:
+    from layerprune.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match=message):
+        validate_config({"experiment": "lm", "model": model, "data": data})
+
+
 def test_defaults_and_sections_come_from_the_schema() -> None:
     schema = load_schema()["properties"]["pruning"]["properties"]
     pruning = defaults("pruning")

@@ -8,11 +8,12 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from layerprune.config import check_robustness, check_shortcut
+from layerprune.config import check_language_model, check_robustness, check_shortcut
 from layerprune.criteria import CALIBRATION, CANDIDATES, get_criterion
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_robustness(config)  # what the schema cannot: attack params, real data paths
+check_language_model(config)  # a causal LM's text files, weights source, tokenizer, stride
 check_shortcut(config)  # a colour cue on grey-scale data, a box larger than the image
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
@@ -158,7 +159,7 @@ def runs(stage, name):
 
 def summary_inputs(wildcards):
     """Files of summarize_results; a disabled stage contributes an empty list."""
-    finetune, robust = config["finetune"]["enabled"], config["robustness"]["enabled"]
+    finetune, robust = config["finetune"]["enabled"], robustness_applies()
     shortcut = config["shortcut"]["enabled"]
     final = final_stage()
     return {
@@ -232,11 +233,33 @@ def figure_files(*names):
     ]
 
 
+def language_model():
+    """True for model.family causal_lm (decoder layers of a causal language model)."""
+    return config["model"]["family"] == "causal_lm"
+
+
+def robustness_applies():
+    """Adversarial attacks and image corruptions apply to image classifiers only: for a causal
+    language model the robustness stages are skipped (its out-of-distribution evaluation is the
+    perplexity on data.ood_text, in every metrics.json)."""
+    return config["robustness"]["enabled"] and not language_model()
+
+
+def language_figure_inputs(wildcards):
+    return {
+        "summary": f"{RESULTS}/summary.csv",
+        "drop_one": f"{RESULTS}/baseline/drop_one.csv",
+        "scores": similarity_figure_inputs(wildcards)["scores"],
+    }
+
+
 def figure_targets():
     """The PNG of every figure the experiment draws."""
     names = ["accuracy_vs_macs", "energy", "pareto", "cka_segments", "criterion_scores"]
-    if config["robustness"]["enabled"]:
+    if robustness_applies():
         names += ["robustness_adversarial", "robustness_corruptions"]
+    if language_model():
+        names += ["perplexity_vs_layers", "scores_vs_drop_one"]
     if config["shortcut"]["enabled"]:
         names.append("shortcut")
     if config["figures"]["compare"]:
@@ -252,8 +275,11 @@ def get_final_output():
         f"{RESULTS}/similarity/unit_cka.csv",
         *[f"{RESULTS}/{model}/metrics.json" for model in models],
     ]
-    if config["robustness"]["enabled"]:
+    if robustness_applies():
         outputs += [f"{RESULTS}/robustness/{model}/adversarial.csv" for model in compared_models()]
+    if language_model():
+        outputs.append(f"{RESULTS}/baseline/drop_one.csv")
+        outputs += [f"{RESULTS}/{model}/pretrained" for model in pruned_models([final_stage()])]
     if config["shortcut"]["enabled"]:
         outputs += [f"{RESULTS}/robustness/{model}/shortcut.csv" for model in compared_models()]
     outputs += [f"{RESULTS}/summary.csv", f"{RESULTS}/tables/main.md", f"{RESULTS}/config.html", *figure_targets()]

@@ -23,6 +23,8 @@ def test_summary_figures_in_every_format(summary_csv, tmp_path):
         "criterion_scores",
         "robustness_adversarial",
         "robustness_corruptions",
+        "perplexity_vs_layers",  # test_language_figures
+        "scores_vs_drop_one",
     }
 
 
