@@ -7,7 +7,7 @@ from pathlib import Path
 
 from torch import nn
 
-from layerprune.config import validate_section
+from layerprune.config import defaults, validate_section
 from layerprune.data import build_dataset, dataset_info
 from layerprune.io import write_text
 from layerprune.models import get_model, save_checkpoint
@@ -33,9 +33,9 @@ def make_baseline(
     out_model: Path,
     workdir: Path,
     log_csv: Path,
-    emissions_csv: Path | None,
-    country_iso_code: str,
-    seed: int | None,
+    emissions_csv: Path | None = None,
+    country_iso_code: str | None = None,
+    seed: int | None = None,
     threads: int | None = None,
 ) -> nn.Module | None:
     """Trains the configured architecture (or imports ``model_cfg["checkpoint"]``) and saves it.
@@ -45,8 +45,11 @@ def make_baseline(
     another run (other data, model or train config) is discarded and training starts over.
     The emissions row covers the whole run, summed over the processes of a resumed one (and over the processes
     of a data-parallel one: ``train.devices > 1`` under torchrun, where only rank 0 saves and returns the model).
-    Sections passed by hand may omit keys: they take the schema's defaults (``seed=None``: its first seed).
+    Sections passed by hand may omit keys: they take the schema's defaults (``seed=None``: its first seed;
+    ``country_iso_code=None``: its ``emissions.country_iso_code``; ``emissions_csv=None``: not tracked).
     """
+    if country_iso_code is None:
+        country_iso_code = defaults("emissions")["country_iso_code"]
     config = TrainConfig.from_section(train_cfg, seed=seed)
     data, arch = validate_section("data", data_cfg), validate_section("model", model_cfg)
     if arch["family"] == "causal_lm":  # a pretrained language model: imported, never trained here
