@@ -44,9 +44,7 @@ def _run(args: argparse.Namespace) -> None:
         )  # fmt: skip
     finetune_between = None
     if criterion.reads_finetune(pruning):
-        # The fine-tune section's settings, for the epochs between steps (its `enabled` switch is the workflow's).
-        settings = {k: v for k, v in args.finetune.items() if k != "enabled"}
-        config = TrainConfig.from_dict({**settings, "epochs": pruning["finetune_epochs_between"], "seed": args.seed})
+        config = TrainConfig.from_section(args.finetune, seed=args.seed, epochs=pruning["finetune_epochs_between"])
         finetune_between = (config, build_dataset(args.data, "train", augment=args.data["augment"]))
     planned = plan_pruning(
         args.method,

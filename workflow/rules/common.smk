@@ -79,6 +79,13 @@ def fanout_threads():
     return max(1, baseline_threads() // 4)
 
 
+def gpus_per_job(section):
+    """GPUs of one training job: the section's (train or finetune) devices, which the trainer
+    runs as that many data-parallel processes (torchrun, one node); the SLURM executor turns the
+    rule's `gpu` resource into --gpus=N."""
+    return config[section]["devices"]
+
+
 def emissions_flag():
     return "" if config["emissions"]["enabled"] else "--no-emissions"
 
