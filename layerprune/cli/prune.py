@@ -18,6 +18,7 @@ from layerprune.cli._common import (
     set_threads,
 )
 from layerprune.criteria import CRITERIA
+from layerprune.criteria.protocols import pons_settings, protocol_of
 from layerprune.data import build_dataset, calibration_loader
 from layerprune.io import read_json, write_csv, write_json
 from layerprune.models import get_units, load_checkpoint, save_checkpoint
@@ -38,6 +39,9 @@ def _run(args: argparse.Namespace) -> None:
     budget = Budget.parse(args.budget)
     input_size = ckpt.preprocessing["input_size"]
     pruning = args.pruning
+    protocol = protocol_of(pruning, args.method)
+    if args.method == "cka" and protocol == "paper":
+        pruning = {**pruning, **pons_settings(pruning)}
     iterative = bool(pruning.get("iterative")) and args.method == "cka"
     reps = Representations.load(args.representations) if args.representations else None
     distances = pd.read_csv(args.candidates) if args.candidates else None
@@ -71,8 +75,9 @@ def _run(args: argparse.Namespace) -> None:
         finetune_between=finetune_between,
         seed=args.seed,
         device=select_device("auto"),
+        protocol=protocol,
     )
-    plan = {"method": args.method, "budget": str(budget), "seed": args.seed, **planned.plan}
+    plan = {"method": args.method, "budget": str(budget), "seed": args.seed, "protocol": protocol, **planned.plan}
     # The plan and scores are on disk before the surgery (one-shot criteria) or, for the iterative
     # criteria that removed units while planning, before the pruned model is saved.
     write_json(args.plan, plan)

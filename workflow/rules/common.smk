@@ -6,10 +6,11 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from layerprune.config import check_robustness
+from layerprune.config import check_protocols, check_robustness
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_robustness(config)  # what the schema cannot: attack params, real data paths
+check_protocols(config)  # pruning.protocol.cka: paper needs finetune_epochs_between >= 1
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
 # not be activated); with --software-deployment-method conda the rule's env comes first.
