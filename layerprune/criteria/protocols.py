@@ -27,6 +27,7 @@ from layerprune.models.units import Unit
 __all__ = [
     "PONS_MIN_UNITS_PER_STAGE",
     "PROTOCOLS",
+    "effective_pruning",
     "pons_settings",
     "pons_units",
     "protocol_of",
@@ -86,3 +87,16 @@ def pons_settings(pruning: Mapping) -> dict:
         "min_units_per_stage": max(PONS_MIN_UNITS_PER_STAGE, int(pruning.get("min_units_per_stage", 2))),
         "finetune_epochs_between": epochs,
     }
+
+
+def effective_pruning(pruning: Mapping, method: str) -> dict:
+    """The ``pruning`` section as ``method`` runs it under its protocol.
+
+    For ``cka`` under the paper protocol, :func:`pons_settings` overrides the schedule keys (so that the
+    criterion registry sees an iterative, fine-tuning run and the workflow passes what that needs); every other
+    criterion and protocol gets the section unchanged (as a new dict).
+    """
+    pruning = dict(pruning)
+    if method == "cka" and protocol_of(pruning, method) == "paper":
+        pruning.update(pons_settings(pruning))
+    return pruning

@@ -12,6 +12,7 @@ from layerprune.segmentation.fisher import (
     optimal_losses,
     segment_cost,
 )
+from layerprune.segmentation.segments import segment_units
 from layerprune.segmentation.sglp import SEGMENTATION_PROTOCOLS, column_sum_series, paper_segments
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "optimal_losses",
     "paper_segments",
     "segment_cost",
+    "segment_units",
 ]

@@ -1,15 +1,20 @@
 # Helpers shared by the stage files: config validation, the wildcard vocabulary, params.
 import json
 import os
+import re
+import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from layerprune.config import check_protocols, check_robustness
+from layerprune.config import check_protocols, check_robustness, check_shortcut
+from layerprune.criteria import CALIBRATION, CANDIDATES, get_criterion
+from layerprune.criteria.protocols import effective_pruning
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_robustness(config)  # what the schema cannot: attack params, real data paths
+check_shortcut(config)  # a colour cue on grey-scale data, a box larger than the image
 check_protocols(config)  # pruning.protocol.cka: paper needs finetune_epochs_between >= 1
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
@@ -62,6 +67,50 @@ def consensus_metrics():
     return " ".join(config["similarity"]["metrics"])
 
 
+def prune_inputs(wildcards):
+    """The baseline and exactly the artifacts the criterion's registry record reads (so that, e.g.,
+    changing pruning.segments reruns only the criteria that select per segment)."""
+    criterion = get_criterion(wildcards.method)
+    artifacts = {
+        "representations": rules.extract_activations.output.representations,
+        "candidates": rules.similarity_tables.output.candidates,
+        "segments": rules.segment_layers.output.segments,
+    }
+    pruning = effective_pruning(config["pruning"], wildcards.method)
+    reads = [name for name in criterion.stage_inputs(pruning) if name in artifacts]
+    paths = {"model": rules.baseline_train.output.model, **{name: artifacts[name] for name in reads}}
+    return {name: path.format(experiment=wildcards.experiment) for name, path in paths.items()}
+
+
+def prune_settings(wildcards):
+    """The keys of the pruning section the criterion reads, as JSON (another key's change reruns none of its jobs)."""
+    pruning = effective_pruning(config["pruning"], wildcards.method)
+    keys = get_criterion(wildcards.method).pruning_keys(pruning)
+    settings = {key: pruning[key] for key in keys}
+    if wildcards.method in pruning["protocol"]:  # the criteria with a paper protocol (docs/fidelity.md)
+        settings["protocol"] = {wildcards.method: pruning["protocol"][wildcards.method]}
+    return json.dumps(settings, sort_keys=True)
+
+
+def prune_reads(wildcards, input):
+    """The prune command's flags of the inputs and sections the criterion reads: its artifacts, the
+    candidate table's metrics, the calibration section, and the finetune section only when it
+    fine-tunes between iterative steps (then without epochs, which pruning.finetune_epochs_between
+    sets, and enabled)."""
+    criterion = get_criterion(wildcards.method)
+    pruning = effective_pruning(config["pruning"], wildcards.method)
+    reads = criterion.stage_inputs(pruning)
+    flags = [f"--{name} {input[name]}" for name in reads if name in input.keys()]
+    if CANDIDATES in reads:
+        flags.append(f"--consensus-metrics {consensus_metrics()}")
+    if CALIBRATION in reads:
+        flags.append(f"--calibration {shlex.quote(as_json('calibration'))}")
+    if criterion.reads_finetune(pruning):
+        settings = {k: v for k, v in config["finetune"].items() if k not in ("enabled", "epochs")}
+        flags.append(f"--finetune {shlex.quote(json.dumps(settings, sort_keys=True))}")
+    return " ".join(flags)
+
+
 def final_stage():
     """The stage whose models are compared: fine-tuned, or pruned when fine-tuning is off."""
     return "finetuned" if config["finetune"]["enabled"] else "pruned"
@@ -90,6 +139,12 @@ def corrupted_set_input(wildcards):
     return f"results/{wildcards.experiment}/robustness/corrupted_test.npz"
 
 
+def model_seed(wildcards):
+    """The seed of a model folder (its seed<N> part), or the first configured seed for the baseline."""
+    match = re.search(r"seed(\d+)$", wildcards.model)
+    return int(match.group(1)) if match else SEEDS[0]
+
+
 def compared_models():
     """Models whose robustness and cost the experiment compares."""
     return ["baseline", *pruned_models([final_stage()])]
@@ -103,6 +158,7 @@ def runs(stage, name):
 def summary_inputs(wildcards):
     """Files of summarize_results; a disabled stage contributes an empty list."""
     finetune, robust = config["finetune"]["enabled"], config["robustness"]["enabled"]
+    shortcut = config["shortcut"]["enabled"]
     final = final_stage()
     return {
         "baseline_metrics": f"{RESULTS}/baseline/metrics.json",
@@ -118,6 +174,8 @@ def summary_inputs(wildcards):
         "pruned_inference_emissions": runs("pruned", "emissions_inference.csv"),
         "adversarial": runs(f"robustness/{final}", "adversarial.csv") if robust else [],
         "corruptions": runs(f"robustness/{final}", "corruptions.csv") if robust else [],
+        "baseline_shortcut": [f"{RESULTS}/robustness/baseline/shortcut.csv"] if shortcut else [],
+        "shortcut": runs(f"robustness/{final}", "shortcut.csv") if shortcut else [],
     }
 
 
@@ -128,6 +186,7 @@ def baseline_summary_flags(wildcards, input):
         "baseline_inference_emissions": "--baseline-inference-emissions",
         "baseline_adversarial": "--baseline-adversarial",
         "baseline_corruptions": "--baseline-corruptions",
+        "baseline_shortcut": "--baseline-shortcut",
     }
     return " ".join(
         f"{flag} {input[key] if isinstance(input[key], str) else input[key][0]}"
@@ -177,6 +236,8 @@ def figure_targets():
     names = ["accuracy_vs_macs", "energy", "pareto", "cka_segments", "criterion_scores"]
     if config["robustness"]["enabled"]:
         names += ["robustness_adversarial", "robustness_corruptions"]
+    if config["shortcut"]["enabled"]:
+        names.append("shortcut")
     if config["figures"]["compare"]:
         names.append("compare_experiments")
     return [f"{RESULTS}/figures/{name}.png" for name in names]
@@ -192,5 +253,7 @@ def get_final_output():
     ]
     if config["robustness"]["enabled"]:
         outputs += [f"{RESULTS}/robustness/{model}/adversarial.csv" for model in compared_models()]
+    if config["shortcut"]["enabled"]:
+        outputs += [f"{RESULTS}/robustness/{model}/shortcut.csv" for model in compared_models()]
     outputs += [f"{RESULTS}/summary.csv", f"{RESULTS}/tables/main.md", f"{RESULTS}/config.html", *figure_targets()]
     return outputs
