@@ -23,6 +23,7 @@ __all__ = [
     "ConfigError",
     "check_language_model",
     "check_profile_resources",
+    "check_protocols",
     "check_robustness",
     "check_shortcut",
     "defaults",
@@ -118,8 +119,25 @@ def validate_config(config: dict) -> dict:
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     check_robustness(config)
     check_language_model(config)
+    check_protocols(config)
     check_shortcut(config)
     return config
+
+
+def check_protocols(config: dict) -> None:
+    """What the schema cannot check in ``pruning.protocol``: Pons et al.'s paper protocol fine-tunes after every
+    removed unit, so it needs ``pruning.finetune_epochs_between >= 1`` (checked only when ``cka`` is a method).
+
+    Raises:
+        ConfigError: naming the keys, the bad value and the fix.
+    """
+    pruning = config["pruning"]
+    if "cka" in config["methods"] and pruning["protocol"]["cka"] == "paper" and pruning["finetune_epochs_between"] < 1:
+        raise ConfigError(
+            "invalid config:\n  pruning.protocol.cka: paper fine-tunes after every removed unit, but "
+            f"pruning.finetune_epochs_between is {pruning['finetune_epochs_between']}; set it to at least 1 "
+            "(or use pruning.protocol.cka: layerprune)"
+        )
 
 
 #: Data sets whose models cannot be evaluated on CIFAR-10's natural-shift test sets.

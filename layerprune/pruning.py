@@ -24,6 +24,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from layerprune.criteria import REPRESENTATIONS, ScoringInputs, criteria, get_criterion
+from layerprune.criteria.protocols import PONS_MIN_UNITS_PER_STAGE, pons_units
+from layerprune.criteria.sglp_paper import select_by_combination_gradnorm
 from layerprune.models import count_macs, count_params, get_units
 from layerprune.models.units import Unit, renumber_after_removal
 from layerprune.selection import Budget, plan_summary, select_per_segment, select_units
@@ -133,6 +135,7 @@ def plan_pruning(
     finetune_between: tuple[TrainConfig, Dataset] | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
+    protocol: str = "layerprune",
 ) -> PrunePlan:
     """Scores the units and selects them under the budget, without touching ``model``.
 
@@ -160,6 +163,10 @@ def plan_pruning(
         finetune_between: (iterative cka) a config and training set to fine-tune with between steps.
         seed: seed of the random criterion.
         device: where scoring runs.
+        protocol: ``layerprune`` or ``paper`` (:mod:`layerprune.criteria.protocols`): for cka, ``paper`` is
+            Pons et al.'s schedule (first unit of the first stage never a candidate, at least 2 units per stage,
+            one unit per step with ``finetune_between`` after every step); for sglp, the reference's GradNorm
+            over the combinations of units kept in each segment, in train mode.
 
     Raises:
         ValueError: on an unknown criterion, a missing input the criterion needs, or a
@@ -168,6 +175,11 @@ def plan_pruning(
     units = get_units(model, input_size)
     total_macs, _ = count_macs(model, input_size)
     total_params = count_params(model)
+    restrict = None
+    if method == "cka" and protocol == "paper":
+        restrict, iterative, units_per_step = pons_units, True, 1
+        min_units_per_stage = max(min_units_per_stage, PONS_MIN_UNITS_PER_STAGE)
+        units = restrict(units)
     candidates = [u.name for u in units if u.removable]
 
     criterion = get_criterion(method)
@@ -181,7 +193,7 @@ def plan_pruning(
         return _prune_iteratively(
             method, budget, model, input_size, units, total_macs, total_params,
             min_units_per_stage=min_units_per_stage, calibration_loader=calibration_loader,
-            units_per_step=units_per_step, finetune_between=finetune_between, device=device,
+            units_per_step=units_per_step, finetune_between=finetune_between, device=device, restrict=restrict,
         )  # fmt: skip
 
     def first_batches() -> object:
@@ -189,6 +201,14 @@ def plan_pruning(
             raise ValueError("GradNorm needs the calibration loader")
         return (batch for i, batch in zip(range(gradnorm_batches), calibration_loader))
 
+    if method == "sglp" and protocol == "paper":
+        if segments is None:
+            raise ValueError("sglp needs the segments (segment stage)")
+        removed, scores = select_by_combination_gradnorm(
+            model, units, segments, budget, total_macs, first_batches,
+            min_units_per_stage=min_units_per_stage, allocation=allocation, device=device,
+        )  # fmt: skip
+        return PrunePlan(plan=plan_summary(units, removed, total_macs, total_params), scores=scores)
     scores = score_units(
         method, model, candidates, representations=representations,
         candidate_distances=candidate_distances, consensus_metrics=consensus_metrics,
@@ -241,6 +261,7 @@ def _prune_iteratively(
     units_per_step: int,
     finetune_between: tuple[TrainConfig, Dataset] | None,
     device: torch.device | str,
+    restrict: Callable[[list[Unit]], list[Unit]] | None = None,
 ) -> PrunePlan:
     """Score, remove the best units, (fine-tune), rescore the smaller model, until the budget is met.
 
@@ -248,6 +269,7 @@ def _prune_iteratively(
     SLEB (``method="greedy_loss"``, the calibration loss increase of each bypass, one unit per
     step). The returned scores are the first step's (one per removable unit of the original
     model); every step's scores are in ``plan["steps"]``, under the original unit names.
+    ``restrict`` marks the units of every step's model that are no candidates (Pons et al.'s protocol).
     """
     if calibration_loader is None:
         raise ValueError(f"iterative {method} needs the calibration loader")
@@ -261,6 +283,8 @@ def _prune_iteratively(
     by_name = {u.name: u for u in units}
     while not budget.is_met(len(removed), sum(by_name[n].macs for n in removed), total_macs):
         current_units = get_units(current, input_size)
+        if restrict is not None:
+            current_units = restrict(current_units)
         reps = extract_representations(
             current, calibration_loader, input_size=input_size, matrix=False, device=device, progress=False
         )

@@ -18,6 +18,7 @@ from layerprune.cli._common import (
     set_threads,
 )
 from layerprune.criteria import CALIBRATION, criterion_names, get_criterion
+from layerprune.criteria.protocols import effective_pruning, protocol_of
 from layerprune.data import build_dataset, calibration_loader
 from layerprune.io import read_json, write_csv, write_json
 from layerprune.models import get_units, load_checkpoint, save_checkpoint
@@ -32,7 +33,9 @@ def _run(args: argparse.Namespace) -> None:
     ckpt = load_checkpoint(args.model)
     budget = Budget.parse(args.budget)
     input_size = ckpt.preprocessing["input_size"]
-    pruning, criterion = args.pruning, get_criterion(args.method)
+    # Under Pons et al.'s protocol cka runs iterative, one unit a step, fine-tuned every step.
+    pruning, criterion = effective_pruning(args.pruning, args.method), get_criterion(args.method)
+    protocol = protocol_of(pruning, args.method)
     reps = Representations.load(args.representations) if args.representations else None
     distances = pd.read_csv(args.candidates) if args.candidates else None
     segments = read_json(args.segments)["segment_units"] if args.segments else None
@@ -64,8 +67,9 @@ def _run(args: argparse.Namespace) -> None:
         finetune_between=finetune_between,
         seed=args.seed,
         device=select_device("auto"),
+        protocol=protocol,
     )
-    plan = {"method": args.method, "budget": str(budget), "seed": args.seed, **planned.plan}
+    plan = {"method": args.method, "budget": str(budget), "seed": args.seed, "protocol": protocol, **planned.plan}
     # The plan and scores are on disk before the surgery (one-shot criteria) or, for the iterative
     # criteria that removed units while planning, before the pruned model is saved.
     write_json(args.plan, plan)

@@ -7,12 +7,15 @@ from pathlib import Path
 
 from layerprune.config import defaults
 from layerprune.io import write_json
-from layerprune.segmentation import segment_units
+from layerprune.segmentation import SEGMENTATION_PROTOCOLS, paper_segments, segment_units
 from layerprune.similarity.extract import Representations
 
 
 def _run(args: argparse.Namespace) -> None:
     reps = Representations.load(args.representations)
+    if args.protocol == "paper":
+        write_json(args.out, paper_segments(reps.matrix_names, reps.units, reps.cka_matrix))
+        return
     offset = reps.matrix_names.index(reps.units[0])  # skip the stem row and column
     matrix = reps.cka_matrix[offset:, offset:]
     segments = args.segments if args.segments == "auto" else int(args.segments)
@@ -32,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=pruning["segment_threshold"],
         help="auto rule: the smallest k with loss(k) <= threshold * loss(1), threshold in [0, 1) "
         "(the config's pruning.segment_threshold)",
+    )
+    p.add_argument(
+        "--protocol",
+        choices=SEGMENTATION_PROTOCOLS,
+        default=pruning["protocol"]["sglp"],
+        help="layerprune: rows of the unit CKA matrix (stem excluded), the threshold rule; paper: the SGLP "
+        "reference's column sums (stem included), segments added while the loss drops > 5%%, at most 6 "
+        "(--segments and --threshold are then unused); the config's pruning.protocol.sglp",
     )
     p.add_argument("--out", type=Path, required=True, help="segments JSON to write")
     p.set_defaults(func=_run)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from layerprune.io import write_csv
+from layerprune.similarity.distances import DISTANCE_PROTOCOLS
 from layerprune.similarity.extract import Representations
 from layerprune.similarity.tables import candidate_distances, matrix_table, plot_matrix
 
@@ -13,7 +14,7 @@ from layerprune.similarity.tables import candidate_distances, matrix_table, plot
 def _run(args: argparse.Namespace) -> None:
     reps = Representations.load(args.representations)
     write_csv(args.matrix, matrix_table(reps.matrix_names, reps.cka_matrix))
-    write_csv(args.candidates, candidate_distances(reps, args.metrics))
+    write_csv(args.candidates, candidate_distances(reps, args.metrics, args.protocol))
     if args.heatmap:
         plot_matrix(reps.matrix_names, reps.cka_matrix, args.heatmap)
 
@@ -22,6 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("similarity", help="unit-by-unit CKA table and intact-vs-bypassed distances")
     p.add_argument("--representations", type=Path, required=True, help="output of `layerprune extract`")
     p.add_argument("--metrics", nargs="+", default=["cka"], help="distances for the candidate table")
+    p.add_argument(
+        "--protocol",
+        choices=DISTANCE_PROTOCOLS,
+        default="layerprune",
+        help="paper: Consensus's reference definitions (bures = Gaussian-stochastic metric, cca on all variance); "
+        "the config's pruning.protocol.consensus",
+    )
     p.add_argument("--matrix", type=Path, required=True, help="tidy unit_a, unit_b, cka CSV to write")
     p.add_argument("--candidates", type=Path, required=True, help="tidy unit, metric, distance CSV to write")
     p.add_argument("--heatmap", type=Path, default=None, help="heatmap image to write")

@@ -27,11 +27,15 @@ from layerprune.similarity.cka import linear_cka
 
 __all__ = [
     "DISTANCES",
+    "DISTANCE_PROTOCOLS",
     "MAX_PERMUTATION_WIDTH",
+    "PAPER_DISTANCES",
     "bures_distance",
     "cca_angular_distance",
     "cca_distance",
+    "cca_full_distance",
     "cka_distance",
+    "gaussian_stochastic_distance",
     "get_distance",
     "permutation_distance",
     "procrustes_distance",
@@ -278,6 +282,98 @@ def wasserstein_distance_1d(X: ArrayLike, Y: ArrayLike, labels: ArrayLike | None
     return float(scipy.stats.wasserstein_distance(x.ravel(), y.ravel()))
 
 
+def _psd_sqrt(c: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a (possibly rank-deficient) covariance; rounding's negative eigenvalues -> 0."""
+    values, vectors = np.linalg.eigh(c)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def _squared_bures(a: np.ndarray, b: np.ndarray) -> float:
+    """tr a + tr b - 2 tr (a^1/2 b a^1/2)^1/2 = tr a + tr b - 2 ||a^1/2 b^1/2||_* for PSD a, b."""
+    return float(np.trace(a) + np.trace(b) - 2.0 * scipy.linalg.svdvals(_psd_sqrt(a) @ _psd_sqrt(b)).sum())
+
+
+def _rotation(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The orthogonal R minimising ||source R - target||_F (``scipy.linalg.orthogonal_procrustes``)."""
+    return scipy.linalg.orthogonal_procrustes(source, target)[0]
+
+
+def gaussian_stochastic_distance(
+    X: ArrayLike,
+    Y: ArrayLike,
+    labels: ArrayLike | None = None,
+    *,
+    alpha: float = 1.0,
+    max_iter: int = 1000,
+    tol: float = 1e-8,
+) -> float:
+    """Consensus's "bures": the Gaussian-stochastic shape metric of Duong et al. (2023) as the reference computes it.
+
+    Each representation is summarised per class c by its mean m_c and covariance S_c (``np.cov``, unnormalised
+    features: no centring or scale normalisation across the whole set). One orthogonal T, shared by all classes,
+    aligns Y to X; it is fitted by alternating minimisation (per-class rotations Q_c of the covariance square roots,
+    then T by Procrustes on the stacked means and rotated square roots), started from the Procrustes fit of the
+    means, until the loss improves by less than ``tol``. The distance is
+    ``sqrt(mean_c(alpha ||m_c^X - m_c^Y T||^2 + (2 - alpha) Bures^2(S_c^X, T' S_c^Y T)))``; ``alpha = 1`` is the
+    2-Wasserstein distance between the class Gaussians, 0 uses covariances only, 2 means only
+    (https://arxiv.org/abs/2211.11665; netrep's ``GaussianStochasticMetric``). Unlike :func:`bures_distance` it
+    depends on the scale of the features, and a single rotation serves every class.
+
+    Args:
+        X: (n, p) representation.
+        Y: (n, p) representation of the same samples (same width: the metric aligns neurons).
+        labels: (n,) class of each sample (required, at least 2 samples per class).
+        alpha: in [0, 2], the weight of the means against the covariances.
+        max_iter: most alternating steps.
+        tol: stop when the fitting loss improves by less than this.
+
+    Returns:
+        Non-negative distance, in the units of the features.
+
+    Raises:
+        ValueError: on missing labels, a class with fewer than 2 samples, different widths or a bad ``alpha``.
+    """
+    if labels is None:
+        raise ValueError("gaussian_stochastic_distance needs labels: pass the (n,) class of each sample as labels=")
+    if not 0.0 <= alpha <= 2.0:
+        raise ValueError(f"alpha={alpha} must be in [0, 2] (0 covariances only, 1 2-Wasserstein, 2 means only)")
+    x, y = as_numpy_pair(X, Y)
+    if x.shape[1] != y.shape[1]:
+        raise ValueError(f"X and Y must have the same width to align neurons, got {x.shape[1]} and {y.shape[1]}")
+    lab = np.asarray(labels.detach().cpu() if hasattr(labels, "detach") else labels).reshape(-1)
+    if lab.shape[0] != x.shape[0]:
+        raise ValueError(f"labels has {lab.shape[0]} entries but X and Y have {x.shape[0]} samples")
+    classes, counts = np.unique(lab, return_counts=True)
+    if counts.min() < 2:
+        raise ValueError(f"class {classes[counts.argmin()]} has {counts.min()} sample; a covariance needs at least 2")
+    means_x = np.stack([x[lab == c].mean(axis=0) for c in classes])
+    means_y = np.stack([y[lab == c].mean(axis=0) for c in classes])
+    covs_x = [np.atleast_2d(np.cov(x[lab == c], rowvar=False)) for c in classes]
+    covs_y = [np.atleast_2d(np.cov(y[lab == c], rowvar=False)) for c in classes]
+    roots_x = [_psd_sqrt(c) for c in covs_x]
+    roots_y = [_psd_sqrt(c) for c in covs_y]
+    target = np.vstack([alpha * means_x, *[(2.0 - alpha) * r for r in roots_x]])
+    T = _rotation(means_y, means_x)
+    losses: list[float] = []
+    for step in range(max_iter):
+        rotations = [_rotation(T.T @ ry, rx) for rx, ry in zip(roots_x, roots_y)]
+        source = np.vstack([alpha * means_y, *[q.T @ ((2.0 - alpha) * ry) for q, ry in zip(rotations, roots_y)]])
+        T = _rotation(source, target)
+        losses.append(float(np.linalg.norm(target - source @ T)))
+        if step >= 2 and losses[-2] - losses[-1] < tol:
+            break
+    mean_terms = ((means_x - means_y @ T) ** 2).sum(axis=1)
+    cov_terms = np.array([_squared_bures(cx, T.T @ cy @ T) for cx, cy in zip(covs_x, covs_y)])
+    total = float(np.mean(alpha * mean_terms + (2.0 - alpha) * cov_terms))
+    return float(np.sqrt(max(total, 0.0)))
+
+
+def cca_full_distance(X: ArrayLike, Y: ArrayLike, labels: ArrayLike | None = None) -> float:
+    """1 - mean canonical correlation on all of the variance (:func:`cca_distance` with ``variance_kept=1``), as
+    Consensus's reference computes CCA (no SVCCA truncation)."""
+    return cca_distance(X, Y, labels, variance_kept=1.0)
+
+
 #: Distance functions by name, for configuration files and the Consensus criterion.
 DISTANCES: dict[str, Distance] = {
     "cka": cka_distance,
@@ -290,11 +386,23 @@ DISTANCES: dict[str, Distance] = {
 }
 
 
-def get_distance(name: str) -> Distance:
+#: What a metric name means under Consensus's paper protocol, where it differs (every other name is unchanged).
+PAPER_DISTANCES: dict[str, Distance] = {
+    "bures": gaussian_stochastic_distance,
+    "cca": cca_full_distance,
+}
+
+#: values of the config's ``pruning.protocol.consensus``
+DISTANCE_PROTOCOLS = ("layerprune", "paper")
+
+
+def get_distance(name: str, protocol: str = "layerprune") -> Distance:
     """Look up a distance by name.
 
     Args:
         name: one of the keys of :data:`DISTANCES`.
+        protocol: ``layerprune`` (:data:`DISTANCES`) or ``paper`` (Consensus's reference:
+            :data:`PAPER_DISTANCES` where they differ).
 
     Returns:
         ``fn(X, Y, labels=None) -> float``.
@@ -302,6 +410,10 @@ def get_distance(name: str) -> Distance:
     Raises:
         ValueError: for an unknown name, listing the valid ones.
     """
+    if protocol not in DISTANCE_PROTOCOLS:
+        raise ValueError(f"unknown distance protocol {protocol!r}; expected one of {list(DISTANCE_PROTOCOLS)}")
+    if protocol == "paper" and name in PAPER_DISTANCES:
+        return PAPER_DISTANCES[name]
     try:
         return DISTANCES[name]
     except KeyError:

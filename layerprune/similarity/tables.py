@@ -27,12 +27,13 @@ def matrix_table(names: Sequence[str], matrix: np.ndarray) -> pd.DataFrame:
     )
 
 
-def candidate_distances(reps: Representations, metrics: Sequence[str]) -> pd.DataFrame:
+def candidate_distances(reps: Representations, metrics: Sequence[str], protocol: str = "layerprune") -> pd.DataFrame:
     """``unit, metric, distance`` between intact and bypassed penultimate features, for every
-    removable candidate and metric (the Consensus criterion votes over these)."""
+    removable candidate and metric (the Consensus criterion votes over these); ``protocol``
+    ``paper`` uses Consensus's reference definitions where they differ (``get_distance``)."""
     rows = []
     for metric in metrics:
-        distance = get_distance(metric)
+        distance = get_distance(metric, protocol)
         for unit in reps.candidates:
             value = distance(reps.intact, reps.bypassed_of(unit), labels=reps.labels)
             rows.append({"unit": unit, "metric": metric, "distance": float(value)})

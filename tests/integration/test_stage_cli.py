@@ -68,6 +68,8 @@ class Pipeline:
         self.heatmap = root / "similarity" / "unit_cka.png"
         self.candidates = root / "similarity" / "candidates.csv"
         self.segments = root / "segments" / "segments.json"
+        self.paper_segments = root / "segments" / "paper_segments.json"
+        self.paper_candidates = root / "similarity" / "paper_candidates.csv"
         self.corrupted = root / "robustness" / "corrupted_test.npz"
 
     def pruned(self, method: str, budget: str) -> Path:
@@ -98,17 +100,20 @@ def run(
     results["missing_checkpoint"] = missing
 
     robustness_dir = root / "robustness" / "baseline"
-    similarity, segment, robustness = run_together(
+    similarity, segment, paper_segment, paper_similarity, robustness = run_together(
         _layerprune("similarity", "--representations", p.acts, "--metrics", *CONSENSUS_METRICS,
                     "--matrix", p.matrix, "--candidates", p.candidates, "--heatmap", p.heatmap),
         _layerprune("segment", "--representations", p.acts, "--out", p.segments),
+        _layerprune("segment", "--representations", p.acts, "--protocol", "paper", "--out", p.paper_segments),
+        _layerprune("similarity", "--representations", p.acts, "--metrics", "bures", "cca", "--protocol", "paper",
+                    "--matrix", root / "similarity" / "paper_matrix.csv", "--candidates", p.paper_candidates),
         _layerprune("robustness", "--model", p.baseline, "--data", DATA_JSON,
                     "--attacks", json.dumps([{"name": "fgsm", "epsilons": [0, 0.1]}]), "--size", 50,
                     "--corrupted", p.corrupted, "--adversarial", robustness_dir / "adversarial.csv",
                     "--corruptions", robustness_dir / "corruptions.csv", "--threads", 1),
         cwd=root,
     )  # fmt: skip
-    check_ok(similarity, segment, robustness)
+    check_ok(similarity, segment, paper_segment, paper_similarity, robustness)
 
     def evaluation(folder: Path) -> list[object]:
         """The flags with which prune and finetune evaluate the model they write, as the workflow passes them."""
@@ -129,6 +134,8 @@ def run(
                   "--pruning", json.dumps({"min_units_per_stage": 1}), *evaluation(p.pruned("consensus", "blocks4"))),
             prune("sglp", "blocks2", "--segments", p.segments, "--calibration",
                   json.dumps({"size": 128, "batch_size": 64})),
+            prune("sglp", "blocks1", "--segments", p.paper_segments, "--calibration",
+                  json.dumps({"size": 128, "batch_size": 64}), "--pruning", json.dumps({"protocol": {"sglp": "paper"}})),
             cwd=root,
         )
     )  # fmt: skip
@@ -372,3 +379,15 @@ def test_bad_method_and_budget_exit_2_naming_the_value(run, tmp_path, capsys):
     assert exit_info.value.code == 2
     _one_error_line(capsys.readouterr().err, "--method", "'cka_typo'", "consensus")
     assert not any(tmp_path.iterdir()), "a failed command left outputs behind"
+
+
+def test_paper_protocols_through_the_stage_commands(run):
+    """segment, similarity and prune honour the paper protocols (their rules are unit-tested in detail)."""
+    p, _ = run
+    seg = json.loads(p.paper_segments.read_text())
+    assert seg["protocol"] == "paper" and len(seg["series"]) == len(seg["positions"]) == 10  # stem + 9 units
+    assert [u for s in seg["segment_units"] for u in s] == seg["units"]
+    candidates = pd.read_csv(p.paper_candidates)
+    assert sorted(set(candidates["metric"])) == ["bures", "cca"] and np.isfinite(candidates["distance"]).all()
+    plan = json.loads((p.pruned("sglp", "blocks1") / "plan.json").read_text())
+    assert plan["protocol"] == "paper" and plan["n_removed"] == 1

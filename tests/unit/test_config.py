@@ -174,7 +174,12 @@ def test_language_model_config_errors_name_the_key(model: dict, data: dict, mess
 def test_defaults_and_sections_come_from_the_schema() -> None:
     schema = load_schema()["properties"]["pruning"]["properties"]
     pruning = defaults("pruning")
-    assert pruning == {key: spec["default"] for key, spec in schema.items()}
+
+    def default(spec: dict) -> object:  # a nested section (pruning.protocol) gets its own keys' defaults
+        return {k: default(v) for k, v in spec["properties"].items()} if "properties" in spec else spec["default"]
+
+    assert pruning == {key: default(spec) for key, spec in schema.items()}
+    assert pruning["protocol"] == {"cka": "layerprune", "sglp": "layerprune", "consensus": "layerprune"}
     pruning["segments"] = 3  # a copy: the next caller gets the schema's default again
     assert defaults("pruning")["segments"] == "auto"
     assert (

@@ -12,10 +12,12 @@ from layerprune.config import (
     ConfigError,
     check_language_model,
     check_profile_resources,
+    check_protocols,
     check_robustness,
     check_shortcut,
 )
 from layerprune.criteria import CALIBRATION, CANDIDATES, get_criterion
+from layerprune.criteria.protocols import effective_pruning
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_robustness(config)  # what the schema cannot: attack params, real data paths
@@ -28,6 +30,7 @@ try:  # a profile's EDIT_ME placeholders (profiles/slurm) stop every run, a dry 
     )
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
+check_protocols(config)  # pruning.protocol.cka: paper needs finetune_epochs_between >= 1
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
 # not be activated); with --software-deployment-method conda the rule's env comes first.
@@ -105,16 +108,20 @@ def prune_inputs(wildcards):
         "candidates": rules.similarity_tables.output.candidates,
         "segments": rules.segment_layers.output.segments,
     }
-    reads = [name for name in criterion.stage_inputs(config["pruning"]) if name in artifacts]
+    pruning = effective_pruning(config["pruning"], wildcards.method)
+    reads = [name for name in criterion.stage_inputs(pruning) if name in artifacts]
     paths = {"model": rules.baseline_train.output.model, **{name: artifacts[name] for name in reads}}
     return {name: path.format(experiment=wildcards.experiment) for name, path in paths.items()}
 
 
 def prune_settings(wildcards):
     """The keys of the pruning section the criterion reads, as JSON (another key's change reruns none of its jobs)."""
-    pruning = config["pruning"]
+    pruning = effective_pruning(config["pruning"], wildcards.method)
     keys = get_criterion(wildcards.method).pruning_keys(pruning)
-    return json.dumps({key: pruning[key] for key in keys}, sort_keys=True)
+    settings = {key: pruning[key] for key in keys}
+    if wildcards.method in pruning["protocol"]:  # the criteria with a paper protocol (docs/fidelity.md)
+        settings["protocol"] = {wildcards.method: pruning["protocol"][wildcards.method]}
+    return json.dumps(settings, sort_keys=True)
 
 
 def prune_reads(wildcards, input):
@@ -123,7 +130,7 @@ def prune_reads(wildcards, input):
     fine-tunes between iterative steps (then without epochs, which pruning.finetune_epochs_between
     sets, and enabled)."""
     criterion = get_criterion(wildcards.method)
-    pruning = config["pruning"]
+    pruning = effective_pruning(config["pruning"], wildcards.method)
     reads = criterion.stage_inputs(pruning)
     flags = [f"--{name} {input[name]}" for name in reads if name in input.keys()]
     if CANDIDATES in reads:

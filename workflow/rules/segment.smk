@@ -17,9 +17,10 @@ rule segment_layers:
     params:
         segments=lookup(dpath="pruning/segments", within=config),
         threshold=lookup(dpath="pruning/segment_threshold", within=config),
+        protocol=lookup(dpath="pruning/protocol/sglp", within=config),
     message:
         "Fisher segmentation of the units of {wildcards.experiment}"
     shell:
         "layerprune segment --representations {input.representations}"
-        " --segments {params.segments} --threshold {params.threshold}"
+        " --segments {params.segments} --threshold {params.threshold} --protocol {params.protocol}"
         " --out {output.segments} > {log} 2>&1"

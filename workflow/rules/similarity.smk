@@ -23,9 +23,11 @@ rule similarity_tables:
         "../../envs/layerprune.yaml"
     params:
         metrics=consensus_metrics(),
+        protocol=lookup(dpath="pruning/protocol/consensus", within=config),
     message:
         "Similarity tables of {wildcards.experiment}"
     shell:
         "layerprune similarity --representations {input.representations} --metrics {params.metrics}"
+        " --protocol {params.protocol}"
         " --matrix {output.matrix} --candidates {output.candidates} --heatmap {output.heatmap}"
         " > {log} 2>&1"
