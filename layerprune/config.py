@@ -8,6 +8,7 @@ that no default is written anywhere else.
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,13 +61,23 @@ def validate_config(config: dict) -> dict:
     validator = _Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = []
-        for err in errors:
-            key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-            lines.append(f"  {key}: {err.message}")
-        raise ConfigError("invalid config:\n" + "\n".join(lines))
+        raise ConfigError("invalid config:\n" + "\n".join(f"  {_describe(err)}" for err in errors))
     check_robustness(config)
     return config
+
+
+def _describe(err: Any) -> str:
+    """One line for a schema violation: the key, jsonschema's message and, for a misspelt key, the likely one."""
+    key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+    line = f"{key}: {err.message}"
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(err.schema.get("properties", {}))
+        for name in sorted(set(err.instance) - set(allowed)):
+            close = difflib.get_close_matches(name, allowed, n=1)
+            line += f"; did you mean {close[0]!r} for {name!r}?" if close else f"; allowed keys: {allowed}"
+    elif err.validator == "uniqueItems":
+        line += "; list each value once"
+    return line
 
 
 #: Data sets whose models cannot be evaluated on CIFAR-10's natural-shift test sets.
@@ -124,7 +135,10 @@ def load_config(path: str | os.PathLike) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML ({problem}); fix the file at that line") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys, got {type(raw).__name__}")
     return validate_config(raw)

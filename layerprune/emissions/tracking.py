@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_COUNTRY_ISO_CODE",
     "PhaseRecord",
     "append_rows",
+    "check_country",
     "power_sources",
     "track",
 ]
@@ -197,13 +198,15 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _check_country(code: str) -> None:
+def check_country(code: str) -> None:
+    """Raises ValueError naming ``country_iso_code`` when CodeCarbon's offline table lacks ``code``."""
+    os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
     from codecarbon.input import DataSource
 
     known = DataSource().get_global_energy_mix_data()
     if code not in known:
         raise ValueError(
-            f"country_iso_code {code!r} is not in CodeCarbon's energy-mix table; expected a 3-letter ISO code "
+            f"country_iso_code: {code!r} is not in CodeCarbon's energy-mix table; give a 3-letter ISO code "
             f"such as 'USA', 'FRA' or 'DEU' ({len(known)} known)"
         )
 
@@ -260,7 +263,7 @@ def track(
     import codecarbon
     from codecarbon import OfflineEmissionsTracker
 
-    _check_country(country_iso_code)
+    check_country(country_iso_code)
     try:
         from codecarbon.output_methods.base_output import OutputMethod
 

@@ -4,12 +4,15 @@ import os
 import sys
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from layerprune.config import check_robustness
+from layerprune.checks import check_inputs
+from layerprune.config import validate_config
 
-validate(config, schema="../schemas/config.schema.yaml")
-check_robustness(config)  # what the schema cannot: attack params, real data paths
+# The schema (workflow/schemas/config.schema.yaml) with its defaults filled in, one line per bad key (Snakemake's
+# validate() prints the whole schema), and the attack params and robustness data it cannot check.
+config.update(validate_config(config))
+# What the config names: checkpoint, data files, budgets, seeds, country (remembered once passed).
+check_inputs(config, cache_dir=".snakemake/layerprune")
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
 # not be activated); with --software-deployment-method conda the rule's env comes first.
