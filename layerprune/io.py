@@ -3,8 +3,11 @@ interrupted job never leaves a half-written artifact that a rerun would mistake 
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -13,7 +16,80 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["atomic_path", "read_json", "read_table", "write_csv", "write_json", "write_text"]
+__all__ = [
+    "WriteError",
+    "atomic_path",
+    "read_json",
+    "read_table",
+    "remove_stale_temporaries",
+    "write_csv",
+    "write_errors",
+    "write_json",
+    "write_text",
+]
+
+
+class WriteError(OSError):
+    """An output that could not be written, in one line: the path and the cause (a full disk, no permission)."""
+
+
+#: What torch's zip writer says when the file system refuses a write (a full disk): no path, no cause.
+_TORCH_WRITE_FAILURES = ("PytorchStreamWriter", "inline_container", "unexpected pos", "file write failed")
+
+
+def _cause(err: BaseException, folder: Path) -> str:
+    code = getattr(err, "errno", None)
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    room = f" ({free / 1e6:.0f} MB free)" if free is not None else ""
+    if code in (errno.ENOSPC, errno.EDQUOT) or (code is None and free is not None and free < 64e6):
+        return f"no space left on the device{room}; free some space, then run the same command again"
+    if code in (errno.EACCES, errno.EPERM):
+        return f"permission denied; make {folder} writable (or run from a folder you own), then run again"
+    if code == errno.EROFS:
+        return "read-only file system; run the workflow from a writable folder"
+    return os.strerror(code) if code else f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+@contextmanager
+def write_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turns a failed write of ``path`` (an OSError, or torch's bare "unexpected pos" of a full disk) into a
+    :class:`WriteError` naming the path and the cause."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        raise WriteError(f"cannot write {path}: {_cause(err, _existing(Path(path).parent))}") from err
+    except RuntimeError as err:
+        if not any(text in str(err) for text in _TORCH_WRITE_FAILURES):
+            raise
+        raise WriteError(f"cannot write {path}: {_cause(err, _existing(Path(path).parent))}") from err
+
+
+def _existing(folder: Path) -> Path:
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Removes the temporary files an earlier, killed write of ``path`` left beside it (``.<name>.*``).
+
+    A SIGKILL (or a power cut) gives the writer no chance to clean up; the next write of the same file, in the step
+    that owns it, removes them. Returns the removed paths.
+    """
+    target = Path(path)
+    if not target.parent.is_dir():
+        return []
+    stale = [p for p in target.parent.glob(f".{glob.escape(target.name)}.*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 @contextmanager
@@ -21,18 +97,22 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """Yields a temporary path beside ``path``; on success renames it onto ``path``.
 
     The temporary file keeps the target's suffix (some writers choose the format from it).
-    On error it is removed and ``path`` is left untouched.
+    On error it is removed and ``path`` is left untouched; a full disk or a folder without write permission is a
+    :class:`WriteError` naming ``path``. Temporary files of an earlier, killed write of ``path`` are removed first.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix or target.suffix)
+    with write_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(target)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=suffix or target.suffix)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give what open() would
-        os.replace(tmp, target)
+        with write_errors(target):
+            yield Path(tmp)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give what open() would
+            os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from layerprune.io import remove_stale_temporaries, write_errors
+
 __all__ = ["atomic_torch_save", "atomic_write_text", "get_rng_state", "load_state", "set_rng_state"]
 
 
@@ -42,11 +44,15 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace`` onto ``path``."""
+    """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace`` onto ``path``.
+
+    Removes the temporary files of an earlier write of ``path`` killed mid-save; a full disk is one line naming it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as fh:
+        with write_errors(path), os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
             os.fsync(fh.fileno())
