@@ -142,15 +142,35 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"{path} is not valid JSON ({err}); delete it and rerun its stage") from None
 
 
-def read_table(path: str | os.PathLike, needed: Sequence[str] = ()) -> pd.DataFrame:
-    """A tidy CSV artifact that must have the columns ``needed``."""
+def read_table(
+    path: str | os.PathLike, needed: Sequence[str] = (), *, min_rows: int = 0, writer: str | None = None
+) -> pd.DataFrame:
+    """A tidy CSV artifact that must have the columns ``needed`` and at least ``min_rows`` rows.
+
+    Args:
+        path: the CSV.
+        needed: columns it must have.
+        min_rows: rows it must have.
+        writer: the workflow rule that writes it, named in the error (default: "its stage").
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: an empty, truncated or unparsable file, or one lacking columns or rows; the message names the
+            file and the rule to rerun.
+    """
     path = Path(path)
+    rerun = f"delete it and rerun {writer or 'the stage that writes it'}"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run the workflow stage that writes it or drop the flag")
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is empty or not a CSV table ({str(err).splitlines()[0]}); {rerun}") from None
     missing = [c for c in needed if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path} lacks columns {missing}; expected at least {list(needed)}")
+        raise ValueError(f"{path} lacks columns {missing}; expected at least {list(needed)}; {rerun}")
+    if len(frame) < min_rows:
+        raise ValueError(f"{path} has {len(frame)} rows, expected at least {min_rows}; {rerun}")
     return frame
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from layerprune.cli._common import (
     add_data_args,
     add_evaluation_args,
@@ -19,7 +17,7 @@ from layerprune.cli._common import (
 )
 from layerprune.criteria import CRITERIA
 from layerprune.data import build_dataset, calibration_loader
-from layerprune.io import read_json, write_csv, write_json
+from layerprune.io import read_json, read_table, write_csv, write_json
 from layerprune.models import get_units, load_checkpoint, save_checkpoint
 from layerprune.pruning import apply_plan, plan_pruning, scores_table
 from layerprune.selection import Budget
@@ -40,7 +38,11 @@ def _run(args: argparse.Namespace) -> None:
     pruning = args.pruning
     iterative = bool(pruning.get("iterative")) and args.method == "cka"
     reps = Representations.load(args.representations) if args.representations else None
-    distances = pd.read_csv(args.candidates) if args.candidates else None
+    distances = (
+        read_table(args.candidates, ("unit", "metric", "distance"), min_rows=1, writer="rule similarity_tables")
+        if args.candidates
+        else None
+    )
     segments = read_json(args.segments)["segment_units"] if args.segments else None
     loader = None
     if args.method in ("sglp", "greedy_loss") or iterative:

@@ -136,3 +136,17 @@ def test_a_write_removes_the_temporaries_a_killed_write_left(tmp_path: Path) -> 
     write_text(tmp_path / "model.pt", "x")
     atomic_torch_save({"epoch": 1}, tmp_path / "last.pt")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.csv.x1.csv", "last.pt", "model.pt"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", "is empty or not a CSV table"), ("unit,metric,distance\n", "has 0 rows, expected at least 1")],
+)
+def test_read_table_names_the_file_and_the_rule_to_rerun(tmp_path: Path, content: str, message: str) -> None:
+    from layerprune.io import read_table
+
+    path = tmp_path / "candidates.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as err:
+        read_table(path, ("unit", "metric", "distance"), min_rows=1, writer="rule similarity_tables")
+    assert str(path) in str(err.value) and "rerun rule similarity_tables" in str(err.value)
