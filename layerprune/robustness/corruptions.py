@@ -32,7 +32,6 @@ import functools
 import io
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +41,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
+from layerprune.io import atomic_path
 from layerprune.robustness._common import check_normalisation
 
 logger = logging.getLogger(__name__)
@@ -784,16 +784,8 @@ def draw_corruption_grid(
                     ax.set_title("clean" if k == 0 else f"s{severities[k - 1]}", fontsize=7)
         axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
     fig.tight_layout(pad=0.2)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        with atomic_path(path) as tmp:  # the one writer: atomic, with the permissions of every other result
+            fig.savefig(tmp, format="png", dpi=110)
     finally:
         plt.close(fig)
