@@ -132,14 +132,26 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_jsonable) + "\n")
 
 
-def read_json(path: str | os.PathLike) -> Any:
+def read_json(path: str | os.PathLike, needed: Sequence[str] = (), *, writer: str | None = None) -> Any:
+    """A JSON artifact; with ``needed``, an object that must have those keys.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not valid JSON (empty or truncated), or lacking keys; the message names the file and the rule
+            (``writer``) to rerun.
+    """
     path = Path(path)
+    rerun = f"delete it and rerun {writer or 'its stage'}"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run the workflow stage that writes it")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); delete it and rerun its stage") from None
+        obj = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); {rerun}") from None
+    missing = [k for k in needed if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; {rerun}")
+    return obj
 
 
 def read_table(

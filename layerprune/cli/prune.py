@@ -43,7 +43,11 @@ def _run(args: argparse.Namespace) -> None:
         if args.candidates
         else None
     )
-    segments = read_json(args.segments)["segment_units"] if args.segments else None
+    segments = (
+        read_json(args.segments, ["segment_units"], writer="rule segment_layers")["segment_units"]
+        if args.segments
+        else None
+    )
     loader = None
     if args.method in ("sglp", "greedy_loss") or iterative:
         loader = calibration_loader(

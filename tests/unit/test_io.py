@@ -150,3 +150,13 @@ def test_read_table_names_the_file_and_the_rule_to_rerun(tmp_path: Path, content
     with pytest.raises(ValueError, match=message) as err:
         read_table(path, ("unit", "metric", "distance"), min_rows=1, writer="rule similarity_tables")
     assert str(path) in str(err.value) and "rerun rule similarity_tables" in str(err.value)
+
+
+def test_read_json_names_the_file_the_missing_key_and_the_rule(tmp_path: Path) -> None:
+    path = tmp_path / "segments.json"
+    path.write_text('{"k": 2}')
+    with pytest.raises(ValueError, match=r"segments.json lacks \['segment_units'\]; delete it and rerun rule segment_"):
+        read_json(path, ["segment_units"], writer="rule segment_layers")
+    path.write_text('{"segment_units": [["layer1.0"')  # truncated
+    with pytest.raises(ValueError, match="segments.json is not valid JSON .*rerun rule segment_layers"):
+        read_json(path, ["segment_units"], writer="rule segment_layers")
