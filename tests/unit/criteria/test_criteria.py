@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from digits_resnet import INPUT_SIZE, METRICS
 
-from layerprune.criteria import (
-    CRITERIA,
+from layerprune.criteria import criterion_names
+from layerprune.criteria.scores import (
     angular_scores,
     block_influence_scores,
     consensus_scores,
@@ -41,7 +41,7 @@ def _score(method, trained, representations, distances, calibration_batches, **k
     )
 
 
-@pytest.mark.parametrize("method", sorted(CRITERIA))
+@pytest.mark.parametrize("method", sorted(criterion_names()))
 def test_every_criterion_scores_every_removable_unit(method, trained, representations, distances, calibration_batches):
     scores = _score(method, trained, representations, distances, calibration_batches)
     removable = [u.name for u in get_units(trained.model, INPUT_SIZE) if u.removable]
@@ -271,7 +271,7 @@ def with_identity_unit(tmp_path_factory):
     return ckpt, reps, candidate_distances(reps, METRICS)
 
 
-@pytest.mark.parametrize("method", sorted(set(CRITERIA) - {"random"}))
+@pytest.mark.parametrize("method", sorted(set(criterion_names()) - {"random"}))
 def test_every_criterion_calls_an_identity_unit_the_safest(method, with_identity_unit, calibration_batches):
     ckpt, reps, distances = with_identity_unit
     scores = _score(method, ckpt, reps, distances, calibration_batches)

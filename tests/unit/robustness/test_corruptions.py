@@ -241,7 +241,7 @@ def test_grid_png_is_written_atomically(tmp_path, cifar_samples) -> None:
 def test_the_examples_figure_has_the_permissions_of_every_other_result(tmp_path: Path) -> None:
     """It was written 0600 (mkstemp's mode), unreadable to the group, while every other result is 0644."""
     from layerprune.io import write_text
-    from layerprune.robustness.corruptions import save_corruption_grid
+    from layerprune.robustness import save_corruption_grid
 
     images = np.random.default_rng(0).integers(0, 256, size=(2, 16, 16, 3), dtype=np.uint8)
     figure = tmp_path / "corruption_examples.png"
