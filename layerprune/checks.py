@@ -53,7 +53,9 @@ def check_inputs(config: dict, *, cache_dir: str | os.PathLike | None = None) ->
     problems: list[str] = []
     _check_seeds(config, problems)
     _check_country(config, problems)
-    info = _check_data(config["data"], problems)
+    # A causal language model's files, weights and tokenizer are checked by config.check_language_model; the
+    # data, checkpoint and budget checks below are those of the image families.
+    info = _check_data(config["data"], problems) if config["model"]["family"] != "causal_lm" else None
     if info is not None:
         model, input_size = _check_model(config, info, problems)
         if model is not None:

@@ -21,7 +21,9 @@ from jsonschema import Draft202012Validator, validators
 __all__ = [
     "SCHEMA_PATH",
     "ConfigError",
+    "check_language_model",
     "check_robustness",
+    "check_shortcut",
     "defaults",
     "load_config",
     "validate_config",
@@ -112,6 +114,8 @@ def validate_config(config: dict) -> dict:
     if lines:
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     check_robustness(config)
+    check_language_model(config)
+    check_shortcut(config)
     return config
 
 
@@ -174,6 +178,71 @@ def check_robustness(config: dict) -> None:
             check_ood_set(entry["name"], entry["path"])
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"invalid config:\n  {err}") from None
+
+
+#: Grey-scale (one-channel) data sets: the shortcut's colour cue needs RGB.
+_GREY = ("digits", "fashion-mnist")
+
+
+def check_shortcut(config: dict) -> None:
+    """What the schema cannot check in the ``shortcut`` section of a schema-validated config: a colour cue on
+    grey-scale data, and a box larger than the configured image size. Imports no torch.
+
+    Raises:
+        ConfigError: naming the key, the bad value and the fix.
+    """
+    section, data = config["shortcut"], config["data"]
+    if not section["enabled"]:
+        return
+    if section["cue"] == "colour" and data["name"] in _GREY:
+        raise ConfigError(
+            f"invalid config:\n  shortcut.cue: colour needs RGB images, but {data['name']} is grey-scale; "
+            "use cue: pattern (or auto)"
+        )
+    size = data.get("image_size")
+    if size is not None and section["size"] > size:
+        raise ConfigError(
+            f"invalid config:\n  shortcut.size: {section['size']} does not fit data.image_size {size}; "
+            f"choose a size <= {size}"
+        )
+
+
+def check_language_model(config: dict) -> None:
+    """What the schema cannot check about a causal language model (``model.family: causal_lm``):
+    text data, one source of weights, a tokenizer, the text files named and a stride below
+    ``data.seq_len``; and that text data go with that family only. Whether the files exist is
+    checked by the job that reads them (as for image data), so a config for data you have not
+    fetched yet still validates. Imports no torch.
+
+    Raises:
+        ConfigError: naming the key, the bad value and the fix.
+    """
+    model, data = config["model"], config["data"]
+    problems = []
+    if model["family"] != "causal_lm":
+        if data["name"] == "text":
+            problems.append("data.name: text is data for a causal language model; set model.family: causal_lm")
+        if problems:
+            raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+        return
+    if data["name"] != "text":
+        problems.append(f"data.name: {data['name']!r} is image data; a causal_lm reads data.name: text")
+    if config["shortcut"]["enabled"]:
+        problems.append("shortcut.enabled: the shortcut cue is painted on images; set it false for a causal_lm")
+    if (model["path"] is None) == (model["llama2c_checkpoint"] is None):
+        problems.append("model: give exactly one of model.path (a model directory) and model.llama2c_checkpoint")
+    if data["tokenizer"] is None:
+        problems.append(
+            "data.tokenizer: required for a causal_lm: the model directory, or for a llama2.c import its "
+            "sentencepiece .model file"
+        )
+    if data["stride"] >= data["seq_len"]:
+        problems.append(f"data.stride: {data['stride']} must be below data.seq_len ({data['seq_len']})")
+    for key in ("train_text", "test_text"):
+        if data[key] is None:
+            problems.append(f"data.{key}: required for a causal_lm (a UTF-8 text file)")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
 def load_config(path: str | os.PathLike) -> dict:

@@ -25,10 +25,10 @@ import pandas as pd
 
 from layerprune.criteria import criteria
 from layerprune.io import read_json, read_table, write_csv, write_text
+from layerprune.robustness.shortcut_table import SHORTCUT_COLUMNS, shortcut_columns
 from layerprune.selection import Budget
 
 __all__ = [
-    "METHOD_LABELS",
     "STAGES",
     "SUMMARY_COLUMNS",
     "RunFiles",
@@ -68,6 +68,8 @@ SUMMARY_COLUMNS = (
     "top1",
     "top1_delta",
     "loss",
+    "perplexity",
+    "ood_perplexity",
     "latency_ms",
     "train_energy_kwh",
     "train_co2_kg",
@@ -80,11 +82,9 @@ SUMMARY_COLUMNS = (
     "corruption_accuracy_mean",
     "mce",
     "mce_corruptions",
+    *SHORTCUT_COLUMNS,
 )
 
-#: Display names of the methods in tables and legends (the criterion registry's labels, in its order);
-#: an unknown method is shown as its config name.
-METHOD_LABELS = {"baseline": "Baseline", **{c.name: c.label for c in criteria()}}
 
 _SEED_RE = re.compile(r"seed(0|[1-9][0-9]*)")
 _METRICS_KEYS = ("top1", "params", "macs", "blocks_per_stage")
@@ -94,8 +94,12 @@ _CORRUPTION_COLUMNS = ("corruption", "group", "severity", "accuracy")
 
 
 def method_label(method: str) -> str:
-    """The display name of a method (``"cka"`` -> ``"CKA"``)."""
-    return METHOD_LABELS.get(method, method)
+    """The display name of a method in tables and legends: its criterion record's label (``"cka"`` -> ``"CKA"``),
+    ``"Baseline"``, or the name itself for a method the registry does not know."""
+    if method == "baseline":
+        return "Baseline"
+    labels = {c.name: c.label for c in criteria()}
+    return labels.get(method, method)
 
 
 def budget_sort_key(budget: str) -> tuple[int, int]:
@@ -138,6 +142,8 @@ class RunFiles:
         pruned_inference_emissions: emissions of evaluating the pruned model, where a stage writes one.
         adversarial, corruptions: ``robustness/<method>/<budget>/seed<N>/{adversarial,corruptions}.csv``; they
             describe the last model of the run (fine-tuned when fine-tuning ran, else pruned) and go to that row.
+        shortcut: ``robustness/<method>/<budget>/seed<N>/shortcut.csv`` (that last model after fine-tuning on
+            the biased set), to the same row.
     """
 
     method: str
@@ -151,6 +157,7 @@ class RunFiles:
     pruned_inference_emissions: Path | None = None
     adversarial: Path | None = None
     corruptions: Path | None = None
+    shortcut: Path | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> RunFiles:
@@ -189,6 +196,7 @@ def collect_runs(
     adversarial: Sequence[str | Path] = (),
     corruptions: Sequence[str | Path] = (),
     pruned_inference_emissions: Sequence[str | Path] = (),
+    shortcut: Sequence[str | Path] = (),
 ) -> list[RunFiles]:
     """Groups flat file lists (as Snakemake passes them) into one :class:`RunFiles` per run, by :func:`run_key`.
 
@@ -208,6 +216,7 @@ def collect_runs(
         "adversarial": adversarial,
         "corruptions": corruptions,
         "pruned_inference_emissions": pruned_inference_emissions,
+        "shortcut": shortcut,
     }
     by_run: dict[tuple[str, str, int], dict[str, Any]] = {}
     for kind, paths in kinds.items():
@@ -307,6 +316,7 @@ def build_summary(
     baseline_inference_emissions: str | Path | None = None,
     baseline_adversarial: str | Path | None = None,
     baseline_corruptions: str | Path | None = None,
+    baseline_shortcut: str | Path | None = None,
 ) -> pd.DataFrame:
     """Joins an experiment's result files into one tidy table (see the module docstring for conventions).
 
@@ -318,6 +328,7 @@ def build_summary(
         baseline_inference_emissions: ``baseline/emissions_inference.csv`` (optional).
         baseline_adversarial, baseline_corruptions: ``robustness/baseline/*.csv`` (optional). The baseline
             corruptions are the reference of every run's mCE.
+        baseline_shortcut: ``robustness/baseline/shortcut.csv`` (optional).
 
     Returns:
         DataFrame with :data:`SUMMARY_COLUMNS`: the baseline row, then per run a ``pruned`` row and, when
@@ -354,6 +365,8 @@ def build_summary(
             "top1": float(base["top1"]),
             "top1_delta": 0.0,
             "loss": base.get("loss", math.nan),
+            "perplexity": base.get("perplexity", math.nan),  # causal LMs only
+            "ood_perplexity": base.get("ood_perplexity", math.nan),
             "latency_ms": base.get("latency_ms", math.nan),
             "train_energy_kwh": train["energy_kwh"],
             "train_co2_kg": train["co2_kg"],
@@ -368,6 +381,7 @@ def build_summary(
             "corruption_accuracy_mean": corr_mean,
             "mce": base_mce,
             "mce_corruptions": base_used,
+            **shortcut_columns(baseline_shortcut),
         }
     ]
     seen: set[tuple[str, str, int]] = set()
@@ -398,6 +412,7 @@ def _run_rows(run: RunFiles, base: Mapping[str, Any], base_corr: pd.DataFrame | 
         stages.append(("finetuned", run.finetuned_metrics))
     adv = _adversarial_mean(run.adversarial)
     corr_mean, mce, mce_used = _corruption_stats(run.corruptions, base_corr)
+    shortcut = shortcut_columns(run.shortcut)
     rows = []
     for stage, path in stages:
         metrics = _read_metrics(path)
@@ -420,6 +435,8 @@ def _run_rows(run: RunFiles, base: Mapping[str, Any], base_corr: pd.DataFrame | 
                 "top1": float(metrics["top1"]),
                 "top1_delta": 100.0 * (float(metrics["top1"]) - float(base["top1"])),
                 "loss": metrics.get("loss", math.nan),
+                "perplexity": metrics.get("perplexity", math.nan),
+                "ood_perplexity": metrics.get("ood_perplexity", math.nan),
                 "latency_ms": metrics.get("latency_ms", math.nan),
                 "train_energy_kwh": math.nan,
                 "train_co2_kg": math.nan,
@@ -432,6 +449,7 @@ def _run_rows(run: RunFiles, base: Mapping[str, Any], base_corr: pd.DataFrame | 
                 "corruption_accuracy_mean": corr_mean if last else math.nan,
                 "mce": mce if last else math.nan,
                 "mce_corruptions": mce_used if last else pd.NA,
+                **(shortcut if last else shortcut_columns(None)),
             }
         )
     return rows

@@ -30,8 +30,13 @@ COMMANDS = {
     "finetune": "finetune",
     "corrupt": "robustness",
     "robustness": "robustness",
+    "shortcut": "shortcut",
     "summarize": "summarize",
     "figures": "figures",
+    "import-llama2c": "lm",
+    "perplexity": "lm",
+    "drop-one": "lm",
+    "export-hf": "lm",
 }
 
 

@@ -28,6 +28,7 @@ def _run(args: argparse.Namespace) -> None:
         adversarial=_robustness_files(args, "adversarial"),
         corruptions=_robustness_files(args, "corruptions"),
         compare=args.compare,
+        drop_one=args.drop_one,
     )
     make_figures(given, args.out_dir, only=args.only, formats=args.formats, dpi=args.dpi)
 
@@ -71,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compare", **files, help="other experiments' summary.csv (compare_experiments; each named by its folder)"
     )
+    p.add_argument("--drop-one", type=Path, default=None, help="drop_one.csv of a causal LM (scores_vs_drop_one)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for <name>.<fmt>")
     p.add_argument(
         "--only",

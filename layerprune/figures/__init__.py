@@ -16,6 +16,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from layerprune.figures import inputs
+from layerprune.figures.language import perplexity_vs_layers, scores_vs_drop_one
 from layerprune.figures.results import (
     accuracy_vs_macs,
     compare_experiments,
@@ -23,6 +24,7 @@ from layerprune.figures.results import (
     pareto,
 )
 from layerprune.figures.robustness import robustness_adversarial, robustness_corruptions
+from layerprune.figures.shortcut import shortcut
 from layerprune.figures.similarity import cka_segments, criterion_scores
 from layerprune.figures.style import (  # first: selects the Agg backend
     FORMATS,
@@ -40,9 +42,12 @@ __all__ = [
     "energy",
     "make_figures",
     "pareto",
+    "perplexity_vs_layers",
     "robustness_adversarial",
     "robustness_corruptions",
     "save_figure",
+    "scores_vs_drop_one",
+    "shortcut",
 ]
 
 logger = logging.getLogger(__name__)
@@ -59,6 +64,7 @@ class FigureInputs:
             (default: the first).
         adversarial, corruptions: ``robustness/<model>/{adversarial,corruptions}.csv`` files, baseline included.
         compare: other experiments' ``summary.csv`` (keyed by experiment name, or a list keyed by folder name).
+        drop_one: ``drop_one.csv`` of a causal LM (scores_vs_drop_one).
     """
 
     summary: Path | None = None
@@ -69,6 +75,7 @@ class FigureInputs:
     adversarial: Sequence[Path] = field(default_factory=list)
     corruptions: Sequence[Path] = field(default_factory=list)
     compare: Sequence[Path] | Mapping[str, Path] = field(default_factory=list)
+    drop_one: Path | None = None
 
 
 def _summary_figure(draw: Callable) -> Callable[[FigureInputs], Figure]:
@@ -87,6 +94,11 @@ def _cka(given: FigureInputs) -> Figure:
 def _scores(given: FigureInputs) -> Figure:
     scores, budget = inputs.read_scores(given.scores, given.scores_budget)
     return criterion_scores(scores, budget, inputs.read_segments(given.segments))
+
+
+def _drop_one(given: FigureInputs) -> Figure:
+    scores, budget = inputs.read_scores(given.scores, given.scores_budget)
+    return scores_vs_drop_one(scores, inputs.read_drop_one(given.drop_one), budget)
 
 
 def _adversarial(given: FigureInputs) -> Figure:
@@ -123,6 +135,9 @@ FIGURES: dict[str, Callable[[FigureInputs], Figure]] = {
     "energy": _summary_figure(energy),
     "pareto": _summary_figure(pareto),
     "compare_experiments": _compare,
+    "perplexity_vs_layers": _summary_figure(perplexity_vs_layers),
+    "scores_vs_drop_one": _drop_one,
+    "shortcut": _summary_figure(shortcut),
 }
 
 
@@ -134,8 +149,9 @@ def make_figures(
     formats: Sequence[str] = ("png", "pdf"),
     dpi: int = 150,
 ) -> dict[str, list[Path]]:
-    """Draws and writes the figures named in ``only`` (default: every figure but ``compare_experiments``, which
-    is drawn only when asked for or when ``given.compare`` lists other experiments).
+    """Draws and writes the figures named in ``only`` (default: every figure but ``shortcut``, drawn only when
+    asked for, ``compare_experiments``, drawn only when asked for or when ``given.compare`` lists others, and the
+    causal-LM figures, drawn when ``given.drop_one`` is given).
 
     Returns:
         Figure name -> written paths (one per format).
@@ -149,7 +165,10 @@ def make_figures(
             raise ValueError(f"unknown figures {unknown}; expected some of {list(FIGURES)}")
         names = list(dict.fromkeys(only))
     else:
-        names = [n for n in FIGURES if n != "compare_experiments" or given.compare]
+        # compare_experiments only with other experiments; shortcut only when asked (its section is off by default)
+        names = [n for n in FIGURES if (n != "compare_experiments" or given.compare) and n != "shortcut"]
+        if given.drop_one is None:  # the causal-LM figures, drawn for a language model's results
+            names = [n for n in names if n not in ("perplexity_vs_layers", "scores_vs_drop_one")]
         if given.summary is None:
             names = [n for n in names if n not in ("accuracy_vs_macs", "energy", "pareto", "compare_experiments")]
     written = {}

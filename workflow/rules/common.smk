@@ -1,6 +1,7 @@
 # Helpers shared by the stage files: config validation, the wildcard vocabulary, params.
 import json
 import os
+import re
 import shlex
 import sys
 
@@ -11,7 +12,8 @@ from layerprune.config import validate_config
 from layerprune.criteria import CALIBRATION, CANDIDATES, get_criterion
 
 # The schema (workflow/schemas/config.schema.yaml) with its defaults filled in, one line per bad key (Snakemake's
-# validate() prints the whole schema), and the attack params and robustness data it cannot check.
+# validate() prints the whole schema), and what it cannot check (attack params, robustness data, a causal LM's
+# files and tokenizer, the shortcut cue).
 config.update(validate_config(config))
 # What the config names: checkpoint, data files, budgets, seeds, country (remembered once passed). Not under
 # --lint, which checks the workflow's code for every config in configs/, on machines without their data.
@@ -136,6 +138,12 @@ def corrupted_set_input(wildcards):
     return f"results/{wildcards.experiment}/robustness/corrupted_test.npz"
 
 
+def model_seed(wildcards):
+    """The seed of a model folder (its seed<N> part), or the first configured seed for the baseline."""
+    match = re.search(r"seed(\d+)$", wildcards.model)
+    return int(match.group(1)) if match else SEEDS[0]
+
+
 def compared_models():
     """Models whose robustness and cost the experiment compares."""
     return ["baseline", *pruned_models([final_stage()])]
@@ -148,7 +156,8 @@ def runs(stage, name):
 
 def summary_inputs(wildcards):
     """Files of summarize_results; a disabled stage contributes an empty list."""
-    finetune, robust = config["finetune"]["enabled"], config["robustness"]["enabled"]
+    finetune, robust = config["finetune"]["enabled"], robustness_applies()
+    shortcut = config["shortcut"]["enabled"]
     final = final_stage()
     return {
         "baseline_metrics": f"{RESULTS}/baseline/metrics.json",
@@ -164,6 +173,8 @@ def summary_inputs(wildcards):
         "pruned_inference_emissions": runs("pruned", "emissions_inference.csv"),
         "adversarial": runs(f"robustness/{final}", "adversarial.csv") if robust else [],
         "corruptions": runs(f"robustness/{final}", "corruptions.csv") if robust else [],
+        "baseline_shortcut": [f"{RESULTS}/robustness/baseline/shortcut.csv"] if shortcut else [],
+        "shortcut": runs(f"robustness/{final}", "shortcut.csv") if shortcut else [],
     }
 
 
@@ -174,6 +185,7 @@ def baseline_summary_flags(wildcards, input):
         "baseline_inference_emissions": "--baseline-inference-emissions",
         "baseline_adversarial": "--baseline-adversarial",
         "baseline_corruptions": "--baseline-corruptions",
+        "baseline_shortcut": "--baseline-shortcut",
     }
     return " ".join(
         f"{flag} {input[key] if isinstance(input[key], str) else input[key][0]}"
@@ -218,11 +230,35 @@ def figure_files(*names):
     ]
 
 
+def language_model():
+    """True for model.family causal_lm (decoder layers of a causal language model)."""
+    return config["model"]["family"] == "causal_lm"
+
+
+def robustness_applies():
+    """Adversarial attacks and image corruptions apply to image classifiers only: for a causal
+    language model the robustness stages are skipped (its out-of-distribution evaluation is the
+    perplexity on data.ood_text, in every metrics.json)."""
+    return config["robustness"]["enabled"] and not language_model()
+
+
+def language_figure_inputs(wildcards):
+    return {
+        "summary": f"{RESULTS}/summary.csv",
+        "drop_one": f"{RESULTS}/baseline/drop_one.csv",
+        "scores": similarity_figure_inputs(wildcards)["scores"],
+    }
+
+
 def figure_targets():
     """The PNG of every figure the experiment draws."""
     names = ["accuracy_vs_macs", "energy", "pareto", "cka_segments", "criterion_scores"]
-    if config["robustness"]["enabled"]:
+    if robustness_applies():
         names += ["robustness_adversarial", "robustness_corruptions"]
+    if language_model():
+        names += ["perplexity_vs_layers", "scores_vs_drop_one"]
+    if config["shortcut"]["enabled"]:
+        names.append("shortcut")
     if config["figures"]["compare"]:
         names.append("compare_experiments")
     return [f"{RESULTS}/figures/{name}.png" for name in names]
@@ -236,7 +272,12 @@ def get_final_output():
         f"{RESULTS}/similarity/unit_cka.csv",
         *[f"{RESULTS}/{model}/metrics.json" for model in models],
     ]
-    if config["robustness"]["enabled"]:
+    if robustness_applies():
         outputs += [f"{RESULTS}/robustness/{model}/adversarial.csv" for model in compared_models()]
+    if language_model():
+        outputs.append(f"{RESULTS}/baseline/drop_one.csv")
+        outputs += [f"{RESULTS}/{model}/pretrained" for model in pruned_models([final_stage()])]
+    if config["shortcut"]["enabled"]:
+        outputs += [f"{RESULTS}/robustness/{model}/shortcut.csv" for model in compared_models()]
     outputs += [f"{RESULTS}/summary.csv", f"{RESULTS}/tables/main.md", f"{RESULTS}/config.html", *figure_targets()]
     return outputs

@@ -30,3 +30,28 @@ rule evaluate_model:
         " --batch-size {params.batch_size} --latency-batch-size {params.latency_batch_size}"
         " --latency-repeats {params.latency_repeats} --emissions {output.emissions}"
         " {params.emissions_flag} --country {params.country} --threads {threads} > {log} 2>&1"
+
+
+# Causal language models only (requested by get_final_output when model.family is causal_lm):
+# in-domain and out-of-domain perplexity of the baseline with each single decoder layer removed,
+# the reference the criteria's per-layer scores are compared with.
+rule evaluate_drop_one:
+    input:
+        model=rules.baseline_train.output.model,
+    output:
+        drop_one="results/{experiment}/baseline/drop_one.csv",
+    log:
+        "logs/evaluate_drop_one/{experiment}.log",
+    benchmark:
+        "benchmarks/evaluate_drop_one/{experiment}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    threads: baseline_threads()
+    params:
+        data=as_json("data"),
+        batch_size=lookup(dpath="evaluation/batch_size", within=config),
+    message:
+        "Perplexity of the {wildcards.experiment} baseline with each decoder layer removed"
+    shell:
+        "layerprune drop-one --model {input.model} --data {params.data:q} --batch-size {params.batch_size}"
+        " --out {output.drop_one} --threads {threads} > {log} 2>&1"

@@ -153,3 +153,44 @@ rule figures_compare:
     shell:
         "layerprune figures --summary {input.summary} --compare {input.others} --only compare_experiments"
         " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"
+
+
+# Causal language models only: perplexity against decoder layers removed per criterion, and each
+# criterion's per-layer scores beside the drop-one-layer perplexity.
+rule figures_language:
+    input:
+        unpack(language_figure_inputs),
+    output:
+        perplexity=report(
+            "results/{experiment}/figures/perplexity_vs_layers.png",
+            caption="../report/perplexity_vs_layers.rst",
+            category="figures",
+            subcategory="accuracy",
+            labels={"figure": "perplexity vs layers removed"},
+        ),
+        drop_one=report(
+            "results/{experiment}/figures/scores_vs_drop_one.png",
+            caption="../report/scores_vs_drop_one.rst",
+            category="figures",
+            subcategory="similarity",
+            labels={"figure": "criterion scores vs drop-one perplexity"},
+        ),
+        other_formats=figure_files("perplexity_vs_layers", "scores_vs_drop_one"),
+    log:
+        "logs/figures_language/{experiment}.log",
+    benchmark:
+        "benchmarks/figures_language/{experiment}.tsv"
+    localrule: True
+    conda:
+        "../../envs/layerprune.yaml"
+    params:
+        budget=config["budgets"][0],
+        formats=figure_formats(),
+        dpi=lookup(dpath="figures/dpi", within=config),
+        out_dir=lambda wildcards, output: os.path.dirname(output.perplexity),
+    message:
+        "Drawing the perplexity figures of {wildcards.experiment}"
+    shell:
+        "layerprune figures --summary {input.summary} --drop-one {input.drop_one} --scores {input.scores}"
+        " --scores-budget {params.budget} --only perplexity_vs_layers scores_vs_drop_one"
+        " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"
