@@ -12,6 +12,7 @@ import torch
 
 from layerprune.baseline import make_baseline
 from layerprune.cli import main
+from layerprune.config import validate_section
 
 DATA = {"name": "digits", "train_subset": 128, "test_subset": 64}
 FINETUNE = {"enabled": True, "epochs": 2, "batch_size": 32, "lr": 0.01, "max_steps_per_epoch": 2}
@@ -19,8 +20,10 @@ FINETUNE = {"enabled": True, "epochs": 2, "batch_size": 32, "lr": 0.01, "max_ste
 
 def test_finetune_energy_covers_the_processes_before_a_resume(tmp_path: Path) -> None:
     parent = tmp_path / "pruned.pt"
-    make_baseline(DATA, {"arch": "resnet20", "blocks_per_stage": [1, 1, 1]}, {"epochs": 1, "max_steps_per_epoch": 1},
-                  out_model=parent, workdir=tmp_path / "base", log_csv=tmp_path / "base.csv")  # fmt: skip
+    sections = {"data": DATA, "model": {"arch": "resnet20", "blocks_per_stage": [1, 1, 1]},
+                "train": {"epochs": 1, "max_steps_per_epoch": 1}}  # fmt: skip
+    data, model, train = (validate_section(name, value) for name, value in sections.items())  # schema defaults
+    make_baseline(data, model, train, out_model=parent, workdir=tmp_path / "base", log_csv=tmp_path / "base.csv")
     workdir = tmp_path / "work"
 
     def run(name: str) -> pd.Series:
