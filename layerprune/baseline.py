@@ -7,8 +7,8 @@ from pathlib import Path
 
 from torch import nn
 
+from layerprune.config import defaults, validate_section
 from layerprune.data import build_dataset, dataset_info
-from layerprune.emissions import track
 from layerprune.io import write_text
 from layerprune.models import get_model, save_checkpoint
 from layerprune.models.checkpoint import (
@@ -16,13 +16,9 @@ from layerprune.models.checkpoint import (
     load_checkpoint,
     load_external_weights,
 )
-from layerprune.train import (
-    LOG_COLUMNS,
-    TrainConfig,
-    fit,
-    library_versions,
-    seed_everything,
-)
+from layerprune.train import LOG_COLUMNS, TrainConfig, library_versions, seed_everything
+from layerprune.train.distributed import process_group
+from layerprune.training import tracked_fit
 
 __all__ = ["make_baseline"]
 
@@ -38,17 +34,25 @@ def make_baseline(
     workdir: Path,
     log_csv: Path,
     emissions_csv: Path | None = None,
-    country_iso_code: str = "USA",
-    seed: int = 0,
-) -> nn.Module:
+    country_iso_code: str | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+) -> nn.Module | None:
     """Trains the configured architecture (or imports ``model_cfg["checkpoint"]``) and saves it.
 
     The saved checkpoint carries the data set's preprocessing, so later stages need no
     config to feed it. Training resumes from ``workdir`` after an interruption; a state left by
     another run (other data, model or train config) is discarded and training starts over.
-    The emissions row covers the whole run, summed over the processes of a resumed one.
+    The emissions row covers the whole run, summed over the processes of a resumed one (and over the processes
+    of a data-parallel one: ``train.devices > 1`` under torchrun, where only rank 0 saves and returns the model).
+    Sections passed by hand may omit keys: they take the schema's defaults (``seed=None``: its first seed;
+    ``country_iso_code=None``: its ``emissions.country_iso_code``; ``emissions_csv=None``: not tracked).
     """
-    if model_cfg["family"] == "causal_lm":  # a pretrained language model: imported, never trained here
+    if country_iso_code is None:
+        country_iso_code = defaults("emissions")["country_iso_code"]
+    config = TrainConfig.from_section(train_cfg, seed=seed)
+    data, arch = validate_section("data", data_cfg), validate_section("model", model_cfg)
+    if arch["family"] == "causal_lm":  # a pretrained language model: imported, never trained here
         from layerprune.lm.model import baseline_language_model
 
         model, preprocessing = baseline_language_model(model_cfg, data_cfg)
@@ -56,16 +60,16 @@ def make_baseline(
         write_text(log_csv, ",".join(LOG_COLUMNS) + "\n")  # nothing trained: an empty log
         save_checkpoint(out_model, model.cpu(), preprocessing=preprocessing, meta=meta)
         return model
-    info = dataset_info(data_cfg)
+    info = dataset_info(data)
     preprocessing = info.preprocessing()
-    seed_everything(seed)
+    seed_everything(config.seed)
     model = get_model(
-        model_cfg["arch"],
+        arch["arch"],
         num_classes=info.num_classes,
         in_channels=info.in_channels,
-        blocks_per_stage=model_cfg.get("blocks_per_stage"),
+        blocks_per_stage=arch["blocks_per_stage"],
     )
-    source = model_cfg.get("checkpoint")
+    source = arch["checkpoint"]
     meta: dict = {"stage": "baseline", "versions": library_versions()}
     if source:
         log.info("importing weights from %s", source)
@@ -77,28 +81,25 @@ def make_baseline(
         meta["imported_from"] = str(source)
         write_text(log_csv, ",".join(LOG_COLUMNS) + "\n")  # nothing trained: an empty log
     else:
-        config = TrainConfig.from_dict({**train_cfg, "seed": seed})
-        train_set = build_dataset(data_cfg, "train", augment=data_cfg.get("augment", True))
-        test_set = build_dataset(data_cfg, "test")
-        with track(
-            "train",
-            emissions_csv or Path("unused.csv"),
-            country_iso_code=country_iso_code,
-            enabled=emissions_csv is not None,
-        ) as record:
+        train_set = build_dataset(data, "train", augment=data["augment"])
+        test_set = build_dataset(data, "test")
+        with process_group(config.devices, threads) as ctx:
             # The data and model configs join the fingerprint, so a changed config retrains instead of resuming.
-            result = fit(
+            result = tracked_fit(
                 model,
                 train_set,
                 test_set,
                 config,
-                workdir,
+                phase="train",
+                workdir=workdir,
                 log_csv=log_csv,
+                emissions_csv=emissions_csv,
+                country_iso_code=country_iso_code,
                 run_inputs={"data": data_cfg, "model": model_cfg},
-                usage=record.usage,
+                ctx=ctx,
             )
-            record.earlier = result.usage_before  # energy of the processes before a resume
-            record.extra.update(result.coverage())
+            if ctx is not None and not ctx.is_main:
+                return None
         meta["train"] = result.to_dict()
     save_checkpoint(out_model, model.cpu(), preprocessing=preprocessing, meta=meta)
     return model

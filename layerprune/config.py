@@ -11,7 +11,7 @@ import copy
 import difflib
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +19,11 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 __all__ = [
+    "PLACEHOLDER",
     "SCHEMA_PATH",
     "ConfigError",
     "check_language_model",
+    "check_profile_resources",
     "check_robustness",
     "check_shortcut",
     "defaults",
@@ -178,6 +180,40 @@ def check_robustness(config: dict) -> None:
             check_ood_set(entry["name"], entry["path"])
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"invalid config:\n  {err}") from None
+
+
+#: Marks a profile value the user must replace (profiles/slurm/config.yaml ships with ``EDIT_ME_...``).
+PLACEHOLDER = "EDIT_ME"
+
+
+def check_profile_resources(default_resources: Sequence[str], set_resources: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuses resources that still hold a profile's placeholder values, before anything is submitted (a dry run
+    included): a SLURM job with partition ``EDIT_ME_partition`` would be rejected by sbatch only after training
+    was queued, and ``-n`` would pass silently.
+
+    Args:
+        default_resources: the profile's ``default-resources`` as Snakemake parsed them (``"name=value"``).
+        set_resources: the profile's ``set-resources``, rule -> resource -> value.
+
+    Raises:
+        ConfigError: naming every placeholder and how to fill it in.
+    """
+    found = [str(arg) for arg in default_resources if PLACEHOLDER in str(arg)]
+    for rule, resources in set_resources.items():
+        for name, value in resources.items():
+            try:
+                shown = getattr(value, "value", value)
+            except ValueError:  # Snakemake evaluates a computed resource only inside a job: not a literal
+                continue
+            if PLACEHOLDER in str(shown):
+                found.append(f"{rule}: {name}={shown}")
+    if found:
+        raise ConfigError(
+            f"the profile still has placeholder values: {', '.join(found)}. Edit them in its config.yaml "
+            "(profiles/slurm/config.yaml: default-resources slurm_partition and slurm_account; `sinfo -s` lists "
+            "partitions, `sacctmgr -n show assoc user=$USER format=account` your accounts; clusters without "
+            "accounts: delete slurm_account and set slurm-no-account: true), then run again"
+        )
 
 
 #: Grey-scale (one-channel) data sets: the shortcut's colour cue needs RGB.

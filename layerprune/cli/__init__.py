@@ -11,11 +11,12 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 
-__all__ = ["COMMANDS", "build_parser", "exit_on_sigterm", "main"]
+__all__ = ["COMMANDS", "build_parser", "exit_on_sigterm", "main", "plain_text"]
 
 # subcommand -> module under layerprune.cli that registers it (module.register(subparsers))
 COMMANDS = {
@@ -23,6 +24,7 @@ COMMANDS = {
     "info": "info",
     "baseline": "baseline",
     "evaluate": "evaluate",
+    "latency": "latency",
     "extract": "extract",
     "similarity": "similarity",
     "segment": "segment",
@@ -38,6 +40,12 @@ COMMANDS = {
     "drop-one": "lm",
     "export-hf": "lm",
 }
+
+
+def plain_text(doc: str | None) -> str:
+    """A module docstring as ``--help`` text: reStructuredText roles and literals shown as plain words."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", doc or "")
+    return text.replace("``", "")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -81,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
+    args.argv = list(argv)  # the command line, for a command that relaunches itself (torchrun)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

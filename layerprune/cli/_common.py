@@ -77,12 +77,23 @@ def add_tracking_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--country", default="USA", help="ISO 3166-1 alpha-3 code for CodeCarbon")
 
 
+def relaunch_if_parallel(args: argparse.Namespace, section: dict) -> None:
+    """With ``section["devices"] > 1`` (a train or finetune section) and not yet under torchrun, replace this
+    process by torchrun running the same command once per device (:mod:`layerprune.train.distributed`)."""
+    from layerprune.train import TrainConfig
+    from layerprune.train.distributed import launched_by_torchrun, relaunch_under_torchrun
+
+    devices = TrainConfig.from_section(section, seed=None).devices  # validates the section before any relaunch
+    if devices > 1 and not launched_by_torchrun():
+        relaunch_under_torchrun(devices, args.argv)
+
+
 def _fresh(path: Path | None) -> Path | None:
     """``path`` with a file left by an earlier run removed: tracking appends one row per
     phase, and a stage's CSV must describe that run alone (a resumed training run carries its
     earlier energy forward itself), or summing its rows would count twice."""
-    if path is not None and path.exists():
-        path.unlink()
+    if path is not None:
+        path.unlink(missing_ok=True)  # the processes of a data-parallel run may race here
     return path
 
 
@@ -104,6 +115,10 @@ def emissions_path(args: argparse.Namespace) -> Path | None:
 
 def finish_emissions(args: argparse.Namespace) -> None:
     _finish(args.emissions)
+
+
+#: Keys of the config's evaluation section that the in-job evaluation of prune and finetune takes.
+_IN_JOB_EVALUATION = ("batch_size", "latency_batch_size", "latency_repeats")
 
 
 def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
@@ -136,7 +151,8 @@ def evaluate_written_model(args: argparse.Namespace, model: torch.nn.Module, pre
         args.data,
         emissions_csv=None if args.no_emissions else csv,
         country_iso_code=args.country,
-        **args.evaluation,
+        # the timing step's keys (rounds, threads, energy windows) belong to `layerprune latency`
+        **{k: v for k, v in args.evaluation.items() if k in _IN_JOB_EVALUATION},
     )
     write_json(args.metrics, {**metrics, "model": str(path)})
     _finish(csv)

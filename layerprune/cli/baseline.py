@@ -13,14 +13,17 @@ from layerprune.cli._common import (
     emissions_path,
     finish_emissions,
     json_arg,
+    relaunch_if_parallel,
     section_arg,
     set_threads,
 )
 
 
 def _run(args: argparse.Namespace) -> None:
+    if args.model["family"] != "causal_lm" and not args.model["checkpoint"]:  # imported weights: one process
+        relaunch_if_parallel(args, args.train)
     set_threads(args.threads)
-    make_baseline(
+    model = make_baseline(
         args.data,
         args.model,
         args.train,
@@ -30,8 +33,10 @@ def _run(args: argparse.Namespace) -> None:
         emissions_csv=emissions_path(args),
         country_iso_code=args.country,
         seed=args.seed,
+        threads=args.threads,
     )
-    finish_emissions(args)
+    if model is not None:  # None: a data-parallel process other than rank 0, which writes nothing
+        finish_emissions(args)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -40,8 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--model", type=section_arg("model"), required=True, help="the config's model section (JSON or @file)"
     )
-    p.add_argument("--train", type=json_arg, default={}, help="the config's train section (JSON or @file)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=json_arg, default={}, help="the config's train section (checked by TrainConfig)")
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the config schema's first seed)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--workdir", type=Path, required=True, help="folder for resumable training state")
     p.add_argument("--log-csv", type=Path, required=True, help="per-epoch training log")

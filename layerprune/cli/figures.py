@@ -7,6 +7,7 @@ import argparse
 import glob
 from pathlib import Path
 
+from layerprune.cli import plain_text
 from layerprune.figures import FIGURES, FORMATS, FigureInputs, make_figures
 
 
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "figures",
         help="draw the papers' figures from result files",
-        description=__doc__ + f"\n\nFigures: {', '.join(FIGURES)}.",
+        description=plain_text(__doc__) + f"\n\nFigures: {', '.join(FIGURES)}.",
     )
     files = {"nargs": "*", "type": Path, "default": [], "metavar": "FILE"}
     p.add_argument(

@@ -1,5 +1,6 @@
 """``layerprune finetune``: recover accuracy of a pruned model with the one training loop, and
-(with ``--metrics``) evaluate the fine-tuned model."""
+(with ``--metrics``) evaluate the fine-tuned model. With ``finetune.devices > 1`` the command
+relaunches itself through torchrun (one process per device, data-parallel)."""
 
 from __future__ import annotations
 
@@ -15,47 +16,31 @@ from layerprune.cli._common import (
     evaluate_written_model,
     finish_emissions,
     json_arg,
+    relaunch_if_parallel,
     section_arg,
     set_threads,
 )
-from layerprune.data import build_dataset
-from layerprune.emissions import track
-from layerprune.models import load_checkpoint, save_checkpoint
-from layerprune.train import TrainConfig, fit
+from layerprune.training import finetune_checkpoint
 
 
 def _run(args: argparse.Namespace) -> None:
+    relaunch_if_parallel(args, args.finetune)
     set_threads(args.threads)
-    ckpt = load_checkpoint(args.model)
-    settings = {k: v for k, v in args.finetune.items() if k != "enabled"}
-    config = TrainConfig.from_dict({**settings, "seed": args.seed})
-    if args.shortcut is None:
-        train_set = build_dataset(args.data, "train", augment=args.data.get("augment", True))
-    else:  # the biased training set of the shortcut evaluation
-        from layerprune.robustness.shortcut import biased_train_set
-
-        train_set = biased_train_set(args.data, args.shortcut)
-    test_set = build_dataset(args.data, "test")
-    csv = emissions_path(args)
-    with track("finetune", csv or Path("unused.csv"), country_iso_code=args.country, enabled=csv is not None) as record:
-        # The fingerprint covers the pruned model's spec and weights; add the data config, so that a new pruned
-        # model or data set retrains instead of resuming a stale state.
-        result = fit(
-            ckpt.model,
-            train_set,
-            test_set,
-            config,
-            args.workdir,
-            log_csv=args.log_csv,
-            run_inputs={"data": args.data, **({} if args.shortcut is None else {"shortcut": args.shortcut})},
-            usage=record.usage,
-        )
-        record.earlier = result.usage_before  # energy of the processes before a resume
-        record.extra.update(result.coverage())
-    meta = {**ckpt.meta, "stage": "finetuned", "finetune": result.to_dict(), "parent": str(args.model)}
-    if args.shortcut is not None:
-        meta["shortcut"] = args.shortcut
-    save_checkpoint(args.out, ckpt.model.cpu(), preprocessing=ckpt.preprocessing, meta=meta)
+    ckpt = finetune_checkpoint(
+        args.model,
+        args.data,
+        args.finetune,
+        seed=args.seed,
+        out=args.out,
+        workdir=args.workdir,
+        log_csv=args.log_csv,
+        emissions_csv=emissions_path(args),
+        country_iso_code=args.country,
+        threads=args.threads,
+        shortcut=args.shortcut,
+    )
+    if ckpt is None:  # a data-parallel process other than rank 0: rank 0 writes every artifact
+        return
     finish_emissions(args)
     evaluate_written_model(args, ckpt.model, ckpt.preprocessing, args.out)
 
@@ -64,8 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("finetune", help="fine-tune a pruned checkpoint (resumable)")
     p.add_argument("--model", type=Path, required=True, help="pruned checkpoint")
     add_data_args(p)
-    p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section")
-    p.add_argument("--seed", type=int, default=0)
+    # Checked by TrainConfig.from_section (unknown keys and bad values fail by name), not by the schema: the
+    # section may also carry the run's seed, as older callers pass it.
+    p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section (JSON or @file)")
+    p.add_argument("--seed", type=int, default=None, help="the run's seed (default: the config schema's first seed)")
     p.add_argument(
         "--shortcut",
         type=section_arg("shortcut"),

@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help="describe an architecture instead")
     p.add_argument("--blocks", type=_blocks, help="units per stage, e.g. 9,9,9")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default 10 CIFAR, 1000 ImageNet)")
-    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--in-channels", type=int, default=3, help="input channels of --arch (1 for grey images)")
     p.add_argument("--image-size", type=int, default=None, help="input side (default 32 CIFAR, 224 ImageNet)")
     p.add_argument(
         "--seq-len",

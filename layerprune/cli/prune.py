@@ -50,9 +50,7 @@ def _run(args: argparse.Namespace) -> None:
         )  # fmt: skip
     finetune_between = None
     if criterion.reads_finetune(pruning):
-        # The fine-tune section's settings, for the epochs between steps (its `enabled` switch is the workflow's).
-        settings = {k: v for k, v in args.finetune.items() if k != "enabled"}
-        config = TrainConfig.from_dict({**settings, "epochs": pruning["finetune_epochs_between"], "seed": args.seed})
+        config = TrainConfig.from_section(args.finetune, seed=args.seed, epochs=pruning["finetune_epochs_between"])
         finetune_between = (config, build_dataset(args.data, "train", augment=args.data["augment"]))
     planned = plan_pruning(
         args.method,
@@ -91,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help="baseline checkpoint")
     p.add_argument("--method", choices=criterion_names(), required=True, help="criterion")
     p.add_argument("--budget", required=True, help="blocksN (remove N units) or macsP (remove >= P%% of MACs)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the run (random criterion, GradNorm batches)")
     p.add_argument("--pruning", type=section_arg("pruning"), default="{}", help="the config's pruning section")
     p.add_argument(
         "--finetune",

@@ -24,7 +24,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -217,6 +217,9 @@ def track(
     extra: dict[str, Any] | None = None,
     tracking_mode: str = "process",
     measure_power_secs: float = 15.0,
+    gpu_ids: list[int | str] | None = None,
+    combine: Callable[[dict[str, float] | None], dict[str, float] | None] | None = None,
+    write: bool = True,
 ) -> Iterator[PhaseRecord]:
     """Track the energy and CO2 of the enclosed block and append one row for ``phase`` to ``output_csv``.
 
@@ -232,6 +235,13 @@ def track(
         tracking_mode: ``"process"`` (default) attributes only this process's (and its children's) CPU load, so
             parallel workflow jobs on one machine do not each count the whole machine; ``"machine"`` counts it all.
         measure_power_secs: CodeCarbon's sampling interval; a final sample is always taken at the end.
+        gpu_ids: GPUs to measure (NVML ids or UUIDs); ``None`` = CodeCarbon's default, the ``CUDA_VISIBLE_DEVICES``
+            of the job or else every GPU. A process of a data-parallel job measures only its own GPU.
+        combine: Turns this process's totals (:data:`ACCUMULATED_COLUMNS`) into the phase's, e.g.
+            :func:`layerprune.train.distributed.reduce_usage` summing the processes of a data-parallel job (a
+            collective: every process must track, with the same ``enabled``).
+        write: Whether this process writes the row and CodeCarbon's raw CSV (``False`` on the other ranks of a
+            data-parallel job, whose totals rank 0 writes through ``combine``).
 
     Yields:
         The phase record; its ``row`` is filled once the block has finished.
@@ -272,7 +282,8 @@ def track(
         measure_power_secs=measure_power_secs,
         allow_multiple_runs=True,  # parallel jobs each run their own tracker
         log_level=os.environ["CODECARBON_LOG_LEVEL"],
-        **output_kwargs,
+        **({"gpu_ids": gpu_ids} if gpu_ids is not None else {}),
+        **(output_kwargs if write else {"output_methods": []}),
     )
     try:
         tracker.start()
@@ -303,6 +314,17 @@ def track(
             "gpu": data.gpu_energy,
             "ram": data.ram_energy,
         }
+    if combine is not None:
+        mine = None if data is None else dict(zip(ACCUMULATED_COLUMNS, values.values(), strict=True))
+        combined = combine(mine)
+        values = (
+            {key: combined[column] for key, column in zip(values, ACCUMULATED_COLUMNS, strict=True)}
+            if combined
+            else dict.fromkeys(values, math.nan)
+        )
+        data = data if combined else None
+    if not write:
+        return
     measured = (
         data is not None
         and sources["cpu"].startswith("measured")

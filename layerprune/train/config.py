@@ -1,7 +1,9 @@
 """Hyper-parameters of the one training loop (baseline training and fine-tuning of pruned models).
 
-The workflow config's ``train`` and ``finetune`` sections map one-to-one onto :class:`TrainConfig`; the defaults
-here mirror the schema's so that library users get the same behaviour as the workflow.
+The workflow config's ``train`` and ``finetune`` sections map one-to-one onto :class:`TrainConfig` (less the
+workflow's ``enabled`` switch, see :meth:`TrainConfig.from_section`). The field defaults are read from the schema's
+``train`` section (``workflow/schemas/config.schema.yaml``), the one place where defaults are written, so that library
+users get the same behaviour as the workflow.
 """
 
 from __future__ import annotations
@@ -10,10 +12,18 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AMP_MODES", "SCHEDULES", "TrainConfig"]
+from layerprune.config import defaults
+
+__all__ = ["AMP_MODES", "SCHEDULES", "WORKFLOW_KEYS", "TrainConfig"]
 
 SCHEDULES = ("cosine", "step", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+# Keys of the workflow's train/finetune sections that steer the workflow, not the training (dropped by from_section).
+WORKFLOW_KEYS = ("enabled",)
+
+
+_DEFAULTS = defaults("train")
+_FIRST_SEED = defaults("seeds")[0]
 
 
 @dataclass(frozen=True)
@@ -44,26 +54,31 @@ class TrainConfig:
             count changes the random augmentation stream, so a resumed run must use the same resolved count.
         eval_batch_size: Batch size of the per-epoch test evaluation.
         max_steps_per_epoch: Cap on optimisation steps per epoch (``None``: the whole training set); for quick tests.
+        devices: Processes of the data-parallel run (:mod:`layerprune.train.distributed`); ``batch_size`` is the
+            global batch and must be divisible by it. 1 is the plain one-process loop.
+        sync_batchnorm: With ``devices > 1`` on CUDA, convert BatchNorm to SyncBatchNorm for training.
     """
 
-    epochs: int = 10
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    milestones: tuple[int, ...] = field(default=())
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    label_smoothing: float = 0.0
-    seed: int = 0
-    amp: str = "auto"
-    channels_last: str | bool = "auto"
-    compile: bool = False
-    num_workers: int | str = "auto"
-    eval_batch_size: int = 256
-    max_steps_per_epoch: int | None = None
+    epochs: int = _DEFAULTS["epochs"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    lr: float = _DEFAULTS["lr"]
+    momentum: float = _DEFAULTS["momentum"]
+    nesterov: bool = _DEFAULTS["nesterov"]
+    weight_decay: float = _DEFAULTS["weight_decay"]
+    schedule: str = _DEFAULTS["schedule"]
+    milestones: tuple[int, ...] = field(default=tuple(_DEFAULTS["milestones"]))
+    gamma: float = _DEFAULTS["gamma"]
+    warmup_epochs: int = _DEFAULTS["warmup_epochs"]
+    label_smoothing: float = _DEFAULTS["label_smoothing"]
+    seed: int = _FIRST_SEED  # the workflow passes each run's seed (config key seeds), not a section key
+    amp: str = _DEFAULTS["amp"]
+    channels_last: str | bool = _DEFAULTS["channels_last"]
+    compile: bool = _DEFAULTS["compile"]
+    num_workers: int | str = _DEFAULTS["num_workers"]
+    eval_batch_size: int = _DEFAULTS["eval_batch_size"]
+    max_steps_per_epoch: int | None = _DEFAULTS["max_steps_per_epoch"]
+    devices: int = _DEFAULTS["devices"]
+    sync_batchnorm: bool = _DEFAULTS["sync_batchnorm"]
 
     def __post_init__(self) -> None:
         # Accept a YAML list for the milestones, but store a tuple so the config stays hashable and immutable.
@@ -71,7 +86,12 @@ class TrainConfig:
         self._validate()
 
     def _validate(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size}
+        positive = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "eval_batch_size": self.eval_batch_size,
+            "devices": self.devices,
+        }
         for key, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"train config {key}={value!r} is invalid; expected an integer >= 1")
@@ -117,6 +137,13 @@ class TrainConfig:
             raise ValueError(
                 f"train config num_workers={self.num_workers!r} is invalid; expected 'auto' or an integer >= 0"
             )
+        if self.batch_size % self.devices:
+            raise ValueError(
+                f"train config batch_size={self.batch_size} is not divisible by devices={self.devices}; batch_size is "
+                "the global batch, split evenly over the processes: make it a multiple of devices"
+            )
+        if not isinstance(self.sync_batchnorm, bool):
+            raise ValueError(f"train config sync_batchnorm={self.sync_batchnorm!r} is invalid; expected true or false")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"train config seed={self.seed!r} is invalid; expected an integer >= 0")
 
@@ -139,6 +166,21 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown train config key(s) {unknown}; expected a subset of {sorted(known)}")
         return cls(**d)
+
+    @classmethod
+    def from_section(cls, section: dict[str, Any] | None, *, seed: int | None, **overrides: Any) -> TrainConfig:
+        """Build the config of one run from a workflow ``train`` or ``finetune`` section.
+
+        Args:
+            section: The section as validated by the schema; the workflow-only :data:`WORKFLOW_KEYS` are dropped.
+            seed: The run's seed (one of the config's ``seeds``); ``None`` takes the schema's first seed.
+            **overrides: Fields that replace the section's (e.g. ``epochs`` for fine-tuning between pruning steps).
+
+        Returns:
+            The validated config.
+        """
+        settings = {k: v for k, v in (section or {}).items() if k not in WORKFLOW_KEYS}
+        return cls.from_dict({**settings, **overrides, **({} if seed is None else {"seed": seed})})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-python form (lists, no tuples) for checkpoints, JSON and YAML."""

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from layerprune.config import defaults
 from layerprune.train.device import (
     autocast,
     resolve_amp,
@@ -31,10 +32,10 @@ def measure_latency(
     model: nn.Module,
     input_size: Sequence[int],
     *,
-    batch_size: int = 64,
+    batch_size: int | None = None,
     device: str | torch.device | None = None,
     warmup: int = 5,
-    repeats: int = 20,
+    repeats: int | None = None,
     amp: str = "off",
     channels_last: str | bool = "auto",
 ) -> dict[str, float | int | str]:
@@ -48,20 +49,24 @@ def measure_latency(
         model: Any module taking ``(n, *input_size)``; it is moved to ``device`` (and, for conv nets with
             ``channels_last``, to NHWC) and put in eval mode, and its mode and memory format are restored after.
         input_size: One input's shape without the batch dimension, e.g. ``(3, 32, 32)``.
-        batch_size: Inputs per forward pass.
+        batch_size: Inputs per forward pass (``None``: the schema's ``evaluation.latency_batch_size``).
         device: ``None``/``"auto"`` picks CUDA when available, else CPU.
         warmup: Untimed passes before measuring.
-        repeats: Timed passes.
+        repeats: Timed passes (``None``: the schema's ``evaluation.latency_repeats``).
         amp: ``"off"``, ``"auto"``, ``"bf16"`` or ``"fp16"`` (see :func:`layerprune.train.resolve_amp`).
         channels_last: ``"auto"`` (on for conv nets), ``True`` or ``False``, as in training.
 
     Returns:
-        ``median_ms`` and ``mean_ms`` per batch, ``min_ms``, ``samples_per_s`` (from the median), ``batch_size``,
+        ``median_ms``, its quartiles ``q1_ms`` and ``q3_ms`` (the spread), ``mean_ms``, ``min_ms`` and ``max_ms`` per
+        batch, every timed pass (``samples_ms``), ``samples_per_s`` (from the median), ``batch_size``,
         ``repeats`` and ``device``.
 
     Raises:
         ValueError: If ``batch_size`` or ``repeats`` is below 1, ``warmup`` is negative, or ``input_size`` is empty.
     """
+    settings = defaults("evaluation")
+    batch_size = settings["latency_batch_size"] if batch_size is None else batch_size
+    repeats = settings["latency_repeats"] if repeats is None else repeats
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise ValueError(
             f"batch_size={batch_size}, repeats={repeats}, warmup={warmup} are invalid; expected batch_size >= 1, "
@@ -95,10 +100,15 @@ def measure_latency(
             model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
     median = statistics.median(times_ms)
+    q1, _, q3 = statistics.quantiles(times_ms, n=4, method="inclusive") if len(times_ms) > 1 else (median,) * 3
     return {
         "median_ms": median,
+        "q1_ms": q1,
+        "q3_ms": q3,
         "mean_ms": statistics.fmean(times_ms),
         "min_ms": min(times_ms),
+        "max_ms": max(times_ms),
+        "samples_ms": times_ms,
         "samples_per_s": batch_size / (median / 1e3),
         "batch_size": batch_size,
         "repeats": repeats,

@@ -8,59 +8,21 @@ stored as a tensor for that reason).
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from layerprune.io import remove_stale_temporaries, write_errors
+from layerprune.io import write_with
 
-__all__ = ["atomic_torch_save", "atomic_write_text", "get_rng_state", "load_state", "set_rng_state"]
-
-
-def _umask_mode() -> int:
-    # mkstemp creates files 0600; give the final file the permissions a plain open() would have.
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace`` (no torn files on a kill)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+__all__ = ["atomic_torch_save", "get_rng_state", "load_state", "set_rng_state"]
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace`` onto ``path``.
-
-    Removes the temporary files of an earlier write of ``path`` killed mid-save; a full disk is one line naming it.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with write_errors(path), os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` through the one atomic writer (:func:`layerprune.io.write_with`), fsynced before the rename."""
+    write_with(path, lambda tmp: torch.save(obj, tmp), fsync=True)
 
 
 def get_rng_state() -> dict[str, Any]:

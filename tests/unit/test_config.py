@@ -197,3 +197,26 @@ def test_a_hand_run_command_checks_its_json_sections(capsys: pytest.CaptureFixtu
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--pruning" in err and "pruning.min_units_per_stage: 0 is less than the minimum of 1" in err, err
+
+
+def test_profile_placeholders_are_refused_naming_each():
+    from layerprune.config import check_profile_resources
+
+    check_profile_resources(["mem_mb=4000", "slurm_partition=gpu"], {"finetune_model": {"gpu": 1}})
+    with pytest.raises(ConfigError, match="slurm_partition=EDIT_ME_partition") as err:
+        check_profile_resources(["mem_mb=4000", "slurm_partition=EDIT_ME_partition"], {})
+    assert "sinfo -s" in str(err.value)
+    with pytest.raises(ConfigError, match="finetune_model: slurm_partition=EDIT_ME_gpu"):
+        check_profile_resources([], {"finetune_model": {"slurm_partition": "EDIT_ME_gpu"}})
+
+
+def test_shipped_slurm_profile_still_needs_editing_and_a_dry_run_says_so(tmp_path):
+    """The profile as shipped stops `snakemake --profile profiles/slurm -n` before any job, naming both values."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(REPO / "config.yaml"), "--profile", str(REPO / "profiles" / "slurm"), "-n"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "slurm_partition=EDIT_ME_partition" in out and "slurm_account=EDIT_ME_account" in out

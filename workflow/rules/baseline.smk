@@ -14,7 +14,7 @@ rule baseline_train:
         "../../envs/layerprune.yaml"
     threads: baseline_threads()
     resources:
-        gpu=1,
+        gpu=gpus_per_job("train"),
         mem_mb=8000,
         runtime=720,
     params:

@@ -8,7 +8,7 @@ import sys
 from snakemake.exceptions import WorkflowError
 
 from layerprune.checks import check_inputs
-from layerprune.config import validate_config
+from layerprune.config import ConfigError, check_profile_resources, validate_config
 from layerprune.criteria import CALIBRATION, CANDIDATES, get_criterion
 
 # The schema (workflow/schemas/config.schema.yaml) with its defaults filled in, one line per bad key (Snakemake's
@@ -19,6 +19,13 @@ config.update(validate_config(config))
 # --lint, which checks the workflow's code for every config in configs/, on machines without their data.
 if "--lint" not in sys.argv:
     check_inputs(config, cache_dir=".snakemake/layerprune")
+try:  # a profile's EDIT_ME placeholders (profiles/slurm) stop every run, a dry run included
+    check_profile_resources(
+        workflow.resource_settings.default_resources.args if workflow.resource_settings.default_resources else [],
+        workflow.resource_settings.overwrite_resources or {},
+    )
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
 # not be activated); with --software-deployment-method conda the rule's env comes first.
@@ -52,12 +59,29 @@ def baseline_threads():
     return max(1, min(cores, 16))
 
 
+def exclusive_threads():
+    """Threads of the timing step: every core of a local run, so that Snakemake runs nothing
+    beside it (its torch threads are evaluation.latency_threads); on a cluster, where there
+    is no core count, the job gets its own allocation (profiles/slurm asks for --exclusive)."""
+    try:
+        return max(1, workflow.cores)
+    except WorkflowError:
+        return 8
+
+
 def fanout_threads():
     """Threads of the rules that run once per (method, budget, seed) or per model: a quarter
     of the cores, so that several run side by side. These jobs are short and spend much of
     their time starting Python and torch on one core, so job parallelism beats intra-op
     threads (the default workflow on 2 cores: 1,053 s with every job on both cores)."""
     return max(1, baseline_threads() // 4)
+
+
+def gpus_per_job(section):
+    """GPUs of one training job: the section's (train or finetune) devices, which the trainer
+    runs as that many data-parallel processes (torchrun, one node); the SLURM executor turns the
+    rule's `gpu` resource into --gpus=N."""
+    return config[section]["devices"]
 
 
 def emissions_flag():
@@ -149,6 +173,11 @@ def compared_models():
     return ["baseline", *pruned_models([final_stage()])]
 
 
+def timed_models(wildcards):
+    """model.pt of every compared model, timed together by evaluate_latency."""
+    return [f"{RESULTS}/{model}/model.pt" for model in compared_models()]
+
+
 def runs(stage, name):
     """One file of every (method, budget, seed) run of a stage folder."""
     return [f"{RESULTS}/{model}/{name}" for model in pruned_models([stage])]
@@ -161,6 +190,8 @@ def summary_inputs(wildcards):
     final = final_stage()
     return {
         "baseline_metrics": f"{RESULTS}/baseline/metrics.json",
+        # the timing step feeds random images: not for causal language models (their latency is in metrics.json)
+        "latency": [] if language_model() else [f"{RESULTS}/latency/latency.csv"],
         "baseline_train_emissions": f"{RESULTS}/baseline/emissions_train.csv",
         "baseline_inference_emissions": f"{RESULTS}/baseline/emissions_inference.csv",
         "baseline_adversarial": [f"{RESULTS}/robustness/baseline/adversarial.csv"] if robust else [],
@@ -252,7 +283,7 @@ def language_figure_inputs(wildcards):
 
 def figure_targets():
     """The PNG of every figure the experiment draws."""
-    names = ["accuracy_vs_macs", "energy", "pareto", "cka_segments", "criterion_scores"]
+    names = ["accuracy_vs_macs", "removed_units", "energy", "pareto", "cka_segments", "criterion_scores"]
     if robustness_applies():
         names += ["robustness_adversarial", "robustness_corruptions"]
     if language_model():

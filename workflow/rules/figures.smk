@@ -6,6 +6,7 @@
 rule figures_results:
     input:
         summary=rules.summarize_results.output.summary,
+        segments=rules.segment_layers.output.segments,
     output:
         accuracy=report(
             "results/{experiment}/figures/accuracy_vs_macs.png",
@@ -18,17 +19,24 @@ rule figures_results:
             "results/{experiment}/figures/energy.png",
             caption="../report/energy.rst",
             category="figures",
-            subcategory="energy",
-            labels={"figure": "energy and CO2"},
+            subcategory="cost",
+            labels={"figure": "inference and fine-tuning energy"},
         ),
         pareto=report(
             "results/{experiment}/figures/pareto.png",
             caption="../report/pareto.rst",
             category="figures",
-            subcategory="accuracy",
-            labels={"figure": "Pareto view"},
+            subcategory="cost",
+            labels={"figure": "Pareto: accuracy vs latency and parameters"},
         ),
-        other_formats=figure_files("accuracy_vs_macs", "energy", "pareto"),
+        removed=report(
+            "results/{experiment}/figures/removed_units.png",
+            caption="../report/removed_units.rst",
+            category="figures",
+            subcategory="pruning",
+            labels={"figure": "removed units per method"},
+        ),
+        other_formats=figure_files("accuracy_vs_macs", "energy", "pareto", "removed_units"),
     log:
         "logs/figures_results/{experiment}.log",
     benchmark:
@@ -41,9 +49,10 @@ rule figures_results:
         dpi=lookup(dpath="figures/dpi", within=config),
         out_dir=lambda wildcards, output: os.path.dirname(output.accuracy),
     message:
-        "Drawing the accuracy, energy and Pareto figures of {wildcards.experiment}"
+        "Drawing the accuracy, energy, Pareto and removed-units figures of {wildcards.experiment}"
     shell:
-        "layerprune figures --summary {input.summary} --only accuracy_vs_macs energy pareto"
+        "layerprune figures --summary {input.summary} --segments {input.segments}"
+        " --only accuracy_vs_macs energy pareto removed_units"
         " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"
 
 
@@ -63,7 +72,7 @@ rule figures_cka_heatmap:
             caption="../report/criterion_scores.rst",
             category="figures",
             subcategory="similarity",
-            labels={"figure": "criterion scores"},
+            labels={"figure": "criterion scores per unit"},
         ),
         other_formats=figure_files("cka_segments", "criterion_scores"),
     log:

@@ -19,7 +19,7 @@ rule finetune_model:
         "../../envs/layerprune.yaml"
     threads: fanout_threads()
     resources:
-        gpu=1,
+        gpu=gpus_per_job("finetune"),
         mem_mb=8000,
         runtime=360,
     params:
