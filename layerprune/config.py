@@ -8,6 +8,7 @@ that no default is written anywhere else.
 from __future__ import annotations
 
 import copy
+import difflib
 import functools
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -72,9 +73,7 @@ def _schema() -> dict:
 
 def _errors(validator: Any, instance: Any, prefix: str = "") -> list[str]:
     errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
-    return [
-        f"  {'.'.join([prefix, *map(str, e.absolute_path)]).strip('.') or '<top level>'}: {e.message}" for e in errors
-    ]
+    return [f"  {_describe(e, prefix)}" for e in errors]
 
 
 def _section_schema(section: str) -> dict:
@@ -138,6 +137,20 @@ def check_protocols(config: dict) -> None:
             f"pruning.finetune_epochs_between is {pruning['finetune_epochs_between']}; set it to at least 1 "
             "(or use pruning.protocol.cka: layerprune)"
         )
+
+
+def _describe(err: Any, prefix: str = "") -> str:
+    """One line for a schema violation: the key, jsonschema's message and, for a misspelt key, the likely one."""
+    key = ".".join([prefix, *map(str, err.absolute_path)]).strip(".") or "<top level>"
+    line = f"{key}: {err.message}"
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(err.schema.get("properties", {}))
+        for name in sorted(set(err.instance) - set(allowed)):
+            close = difflib.get_close_matches(name, allowed, n=1)
+            line += f"; did you mean {close[0]!r} for {name!r}?" if close else f"; allowed keys: {allowed}"
+    elif err.validator == "uniqueItems":
+        line += "; list each value once"
+    return line
 
 
 #: Data sets whose models cannot be evaluated on CIFAR-10's natural-shift test sets.
@@ -294,7 +307,10 @@ def load_config(path: str | os.PathLike) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML ({problem}); fix the file at that line") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys, got {type(raw).__name__}")
     return validate_config(raw)

@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError, KeyError, TypeError, RuntimeError) as err:
+    except (ValueError, OSError, KeyError, TypeError, RuntimeError) as err:  # OSError: a full disk, no permission
         if args.verbose:
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

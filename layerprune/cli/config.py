@@ -1,7 +1,8 @@
 """``layerprune config``: check an experiment config and show it as resolved, every default filled in.
 
-``layerprune config configs/cifar10-resnet56.yaml`` checks a config file against the schema without
-Snakemake and prints the resolved config (a typo or bad value exits 2 naming the key); the workflow
+``layerprune config configs/cifar10-resnet56.yaml`` checks a config file without Snakemake, as the workflow does
+before any job (the schema, then what the config names: checkpoint, data files, budgets; see
+:mod:`layerprune.checks`), and prints the resolved config (a problem exits 2 naming the key); the workflow
 writes the config it ran with, and the versions of the key packages, as a page of the report.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from layerprune.checks import check_inputs
 from layerprune.cli._common import json_arg
 from layerprune.config import load_config, validate_config
 from layerprune.io import write_text
@@ -95,7 +97,11 @@ def config_page(config: dict, text: str, versions: dict[str, str] | None = None)
 def _run(args: argparse.Namespace) -> None:
     if (args.file is None) == (args.json is None):
         raise ValueError("give a config FILE or --json (the config as JSON), one of the two")
-    config = load_config(args.file) if args.file is not None else validate_config(args.json)
+    if args.file is not None:
+        config = load_config(args.file)
+        check_inputs(config)  # as the workflow does before any job
+    else:  # the workflow's report page, of a config it has already checked
+        config = validate_config(args.json)
     text = yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
     if args.out is None and args.html is None:
         sys.stdout.write(text)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import pandas as pd
-
 from layerprune.cli._common import (
     add_data_args,
     add_evaluation_args,
@@ -20,7 +18,7 @@ from layerprune.cli._common import (
 from layerprune.criteria import CALIBRATION, criterion_names, get_criterion
 from layerprune.criteria.protocols import effective_pruning, protocol_of
 from layerprune.data import build_dataset, calibration_loader
-from layerprune.io import read_json, write_csv, write_json
+from layerprune.io import read_json, read_table, write_csv, write_json
 from layerprune.models import get_units, load_checkpoint, save_checkpoint
 from layerprune.pruning import apply_plan, plan_pruning, scores_table
 from layerprune.selection import Budget
@@ -37,8 +35,16 @@ def _run(args: argparse.Namespace) -> None:
     pruning, criterion = effective_pruning(args.pruning, args.method), get_criterion(args.method)
     protocol = protocol_of(pruning, args.method)
     reps = Representations.load(args.representations) if args.representations else None
-    distances = pd.read_csv(args.candidates) if args.candidates else None
-    segments = read_json(args.segments)["segment_units"] if args.segments else None
+    distances = (
+        read_table(args.candidates, ("unit", "metric", "distance"), min_rows=1, writer="rule similarity_tables")
+        if args.candidates
+        else None
+    )
+    segments = (
+        read_json(args.segments, ["segment_units"], writer="rule segment_layers")["segment_units"]
+        if args.segments
+        else None
+    )
     loader = None
     if CALIBRATION in criterion.stage_inputs(pruning):
         loader = calibration_loader(

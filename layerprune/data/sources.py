@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -323,7 +324,22 @@ def _imagefolder_dataset(cfg: dict, split: str, transform: Callable | None) -> D
                 f"'{sub}/<class>/<image>' (e.g. ImageNet's train/ and val/, or ../shared/data/cifar10-jpeg)"
             )
         folder = _unpack(tar, Path(cfg["cache_dir"]) / root.name)
-    return datasets.ImageFolder(str(folder), transform=transform)
+    return datasets.ImageFolder(str(folder), transform=transform, loader=load_image)
+
+
+def load_image(path: str) -> Any:
+    """An RGB image of an image folder, as torchvision's default loader reads it (PIL), or a ValueError naming
+    the file when it is truncated or not an image (PIL's own message names neither)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with open(path, "rb") as fh, Image.open(fh) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, SyntaxError) as err:  # PIL raises SyntaxError for some bad headers
+        raise ValueError(
+            f"image {path} is truncated or not an image ({err}); replace it with an intact copy from the data set, "
+            "or remove it (and any unpacked copy under data.cache_dir) and rerun"
+        ) from None
 
 
 def build_dataset(cfg: dict, split: str, *, augment: bool = False, normalize: bool = True) -> Dataset:

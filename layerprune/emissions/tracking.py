@@ -22,6 +22,8 @@ import contextlib
 import logging
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,7 @@ __all__ = [
     "DEFAULT_COUNTRY_ISO_CODE",
     "PhaseRecord",
     "append_rows",
+    "check_country",
     "power_sources",
     "track",
 ]
@@ -185,13 +188,15 @@ def _folder_lock(folder: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _check_country(code: str) -> None:
+def check_country(code: str) -> None:
+    """Raises ValueError naming ``country_iso_code`` when CodeCarbon's offline table lacks ``code``."""
+    os.environ.setdefault("CODECARBON_LOG_LEVEL", "error")
     from codecarbon.input import DataSource
 
     known = DataSource().get_global_energy_mix_data()
     if code not in known:
         raise ValueError(
-            f"country_iso_code {code!r} is not in CodeCarbon's energy-mix table; expected a 3-letter ISO code "
+            f"country_iso_code: {code!r} is not in CodeCarbon's energy-mix table; give a 3-letter ISO code "
             f"such as 'USA', 'FRA' or 'DEU' ({len(known)} known)"
         )
 
@@ -221,7 +226,7 @@ def track(
     Args:
         phase: Name of the phase (e.g. ``"train"``, ``"similarity"``, ``"finetune"``); the row's ``phase``.
         output_csv: Tidy CSV with :data:`COLUMNS` plus the ``extra`` keys; created with its folder if missing.
-            CodeCarbon's own raw CSV is kept beside it as ``<stem>.codecarbon.csv`` for provenance.
+            CodeCarbon's own raw CSV goes to a temporary folder that is removed afterwards (the row holds its values).
         country_iso_code: 3-letter ISO code for the grid carbon intensity, from the workflow config
             (its default there is :data:`DEFAULT_COUNTRY_ISO_CODE`).
         enabled: ``False`` makes this a no-op that still yields a :class:`PhaseRecord` and writes nothing.
@@ -258,16 +263,19 @@ def track(
     import codecarbon
     from codecarbon import OfflineEmissionsTracker
 
-    _check_country(country_iso_code)
+    check_country(country_iso_code)
     try:
         from codecarbon.output_methods.base_output import OutputMethod
 
         output_kwargs: dict[str, Any] = {"output_methods": [OutputMethod.CSV]}
     except ImportError:  # CodeCarbon < 3 has only the (now deprecated) flag
         output_kwargs = {"save_to_file": True}
+    # CodeCarbon's own CSV goes to a private folder, removed with the phase: every value it holds is in our row,
+    # and a file beside the output would be an undeclared leftover in results/ (also after a failed job).
+    raw_dir = tempfile.mkdtemp(prefix="layerprune-codecarbon-")
     tracker = OfflineEmissionsTracker(
         country_iso_code=country_iso_code,
-        output_dir=str(output_csv.parent),
+        output_dir=raw_dir,
         output_file=f"{output_csv.stem}.codecarbon.csv",
         project_name=phase,
         tracking_mode=tracking_mode,
@@ -277,16 +285,19 @@ def track(
         **({"gpu_ids": gpu_ids} if gpu_ids is not None else {}),
         **(output_kwargs if write else {"output_methods": []}),
     )
-    tracker.start()
-    record._tracker = tracker
     try:
-        yield record
-    except BaseException:
+        tracker.start()
+        record._tracker = tracker
+        try:
+            yield record
+        except BaseException:
+            record._tracker = None
+            tracker.stop()  # release CodeCarbon's threads; a failed phase gets no row
+            raise
         record._tracker = None
-        tracker.stop()  # release CodeCarbon's threads; a failed phase gets no row
-        raise
-    record._tracker = None
-    tracker.stop()
+        tracker.stop()
+    finally:
+        shutil.rmtree(raw_dir, ignore_errors=True)
     data = getattr(tracker, "final_emissions_data", None)
     sources = power_sources(tracker)
     if data is None:

@@ -3,6 +3,8 @@ without the workflow, and importers for published weight files."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import pickle
 import zipfile
@@ -18,11 +20,15 @@ from layerprune.models.registry import build_model
 
 __all__ = [
     "Checkpoint",
+    "CorruptCheckpointError",
     "NotACheckpointError",
     "load_checkpoint",
     "load_external_weights",
     "save_checkpoint",
+    "tensor_digest",
 ]
+
+log = logging.getLogger(__name__)
 
 FORMAT = "layerprune-checkpoint"
 VERSION = 1
@@ -31,6 +37,24 @@ PREPROCESSING_KEYS = ("mean", "std", "input_size", "num_classes")
 
 class NotACheckpointError(ValueError):
     """A readable torch file that is not a layerprune checkpoint (e.g. a published state dict)."""
+
+
+class CorruptCheckpointError(ValueError):
+    """A checkpoint whose tensors no longer hash to the digest recorded when it was saved."""
+
+
+def tensor_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict: every tensor's name, dtype, shape and bytes, in sorted name order.
+
+    Saved with each checkpoint and recomputed at load, so that flipped bytes in the weights (a bad disk,
+    a partial copy that still unpickles) are an error instead of a silently worse model.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 @dataclass
@@ -66,13 +90,15 @@ def save_checkpoint(
     missing = [k for k in PREPROCESSING_KEYS if k not in preprocessing]
     if missing:
         raise ValueError(f"preprocessing lacks {missing}; a checkpoint must say how to feed the model")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "spec": model.spec(),
         "preprocessing": _plain(preprocessing),
         "meta": _plain(meta or {}),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "state_dict": state,
+        "sha256": tensor_digest(state),
     }
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -154,10 +180,38 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             f"checkpoint {path} lacks {lacking}: it was not written by layerprune's save_checkpoint (or is "
             "truncated); give a model.pt written by a layerprune stage"
         )
+    _verify_digest(payload, path)
     model = build_model(payload["spec"])
     _load_state(model, payload["state_dict"], path)
     model.eval()
     return Checkpoint(model, payload["spec"], payload["preprocessing"], payload.get("meta", {}))
+
+
+#: The workflow rule that writes a checkpoint of each ``meta["stage"]``.
+_WRITERS = {"baseline": "rule baseline_train", "pruned": "rule prune_model", "finetuned": "rule finetune_model"}
+
+
+def _verify_digest(payload: dict, path: Path) -> None:
+    """Checks the tensors against the digest recorded at save.
+
+    Checkpoints written before digests were recorded (no ``sha256`` entry) still load, with a warning: they cannot
+    be verified, and refusing them would strand every earlier run's results. Rerunning the stage that wrote one
+    replaces it with a verified checkpoint.
+    """
+    recorded = payload.get("sha256")
+    if recorded is None:
+        log.warning(
+            "checkpoint %s records no tensor digest (written by an older layerprune); its weights are not verified",
+            path,
+        )
+        return
+    actual = tensor_digest(payload["state_dict"])
+    if actual != recorded:
+        rule = _WRITERS.get((payload.get("meta") or {}).get("stage"), "the stage that wrote it")
+        raise CorruptCheckpointError(
+            f"checkpoint {path} is corrupt: its weights hash to {actual[:12]}..., not the {recorded[:12]}... recorded "
+            f"when it was saved; delete it and run the workflow again, which reruns {rule}"
+        )
 
 
 def load_external_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:

@@ -15,6 +15,8 @@ grows linearly in n and never with n^2 or with feature-map sizes.
 from __future__ import annotations
 
 import logging
+import zipfile
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,12 +91,21 @@ class Representations:
 
     @classmethod
     def load(cls, path: str | Path) -> Representations:
+        """Reads a file written by :meth:`save` and checks that its arrays fit together.
+
+        Raises:
+            FileNotFoundError: no such file.
+            ValueError: an empty, truncated or foreign file, or arrays of inconsistent shapes (fewer bypassed
+                arrays than candidates, bypassed features of another width than the intact ones); the message
+                names the file and the rule to rerun.
+        """
         path = Path(path)
+        rerun = "delete it and rerun rule extract_activations (layerprune extract)"
         if not path.is_file():
             raise FileNotFoundError(f"{path} not found; run `layerprune extract` (rule extract_activations)")
         try:
             with np.load(path, allow_pickle=False) as z:
-                return cls(
+                reps = cls(
                     units=z["units"].tolist(),
                     candidates=z["candidates"].tolist(),
                     labels=z["labels"],
@@ -107,8 +118,45 @@ class Representations:
                     cka_matrix=z["cka_matrix"],
                     cka_mode=str(z["cka_mode"]),
                 )
-        except (KeyError, ValueError, OSError) as err:
-            raise ValueError(f"{path} is not a representations file ({err}); delete it and rerun extraction") from None
+        # A truncated zip raises BadZipFile (or EOFError, or zlib.error while decompressing a member).
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(f"{path} is truncated, empty or not a representations file ({first}); {rerun}") from None
+        problems = reps._inconsistencies()
+        if problems:
+            raise ValueError(f"{path} is inconsistent: {'; '.join(problems)}; {rerun}")
+        return reps
+
+    def _inconsistencies(self) -> list[str]:
+        """What does not fit together in the arrays (empty when all is well)."""
+        n_cand, n_units = len(self.candidates), len(self.units)
+        problems = []
+        if self.intact.ndim != 2 or len(self.intact) == 0:
+            return [f"intact features have shape {self.intact.shape}, expected (n, d) with n >= 1"]
+        n, d = self.intact.shape
+        if self.bypassed.ndim != 3 or self.bypassed.shape[0] != n_cand:
+            problems.append(
+                f"it holds {self.bypassed.shape[0] if self.bypassed.ndim else 0} bypassed feature arrays "
+                f"(shape {self.bypassed.shape}) for {n_cand} candidate units"
+            )
+        elif self.bypassed.shape[1:] != (n, d):
+            problems.append(
+                f"bypassed features are {self.bypassed.shape[1:]} per candidate but the intact ones {(n, d)} "
+                "(another width or sample count)"
+            )
+        if self.labels.shape != (n,):
+            problems.append(f"labels have shape {self.labels.shape}, expected ({n},)")
+        if self.bypassed_loss.shape != (n_cand,):
+            problems.append(f"bypassed_loss has shape {self.bypassed_loss.shape}, expected ({n_cand},)")
+        if self.io_cosine.shape != (n_units,):
+            problems.append(f"io_cosine has shape {self.io_cosine.shape}, expected ({n_units},)")
+        unknown = [c for c in self.candidates if c not in self.units]
+        if unknown:
+            problems.append(f"candidates {unknown} are not among its units")
+        m = len(self.matrix_names)
+        if self.cka_matrix.size and self.cka_matrix.shape != (m, m):
+            problems.append(f"cka_matrix has shape {self.cka_matrix.shape}, expected ({m}, {m})")
+        return problems
 
 
 @torch.no_grad()

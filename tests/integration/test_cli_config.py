@@ -43,3 +43,11 @@ def test_config_writes_yaml_and_a_report_page(tmp_path: Path) -> None:
     assert text.startswith("<!DOCTYPE html>") and "experiment mine" in text and "methods:" in text
     assert "root: a&lt;b" in text  # the YAML is escaped, not markup
     assert main(["config", str(REPO / "config.yaml"), "--json", "{}"]) == 2  # one source, not two
+
+
+def test_a_yaml_syntax_error_names_the_file_and_the_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("experiment: x\nmethods: [cka\nbudgets: [blocks1]\n")  # the list is never closed
+    assert main(["config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{bad}:3:" in err[0] and "not valid YAML" in err[0], err

@@ -391,3 +391,15 @@ def test_paper_protocols_through_the_stage_commands(run):
     assert sorted(set(candidates["metric"])) == ["bures", "cca"] and np.isfinite(candidates["distance"]).all()
     plan = json.loads((p.pruned("sglp", "blocks1") / "plan.json").read_text())
     assert plan["protocol"] == "paper" and plan["n_removed"] == 1
+
+
+def test_an_empty_candidates_table_names_the_file_and_the_rule(run, tmp_path, capsys):
+    p, _ = run
+    empty = tmp_path / "candidates.csv"
+    empty.write_text("")  # a similarity job killed by a full disk before the atomic writer existed, say
+    argv = ["prune", "--model", p.baseline, "--method", "consensus", "--budget", "blocks2", "--data", DATA_JSON,
+            "--representations", p.acts, "--candidates", empty, "--scores", tmp_path / "s.csv",
+            "--plan", tmp_path / "p.json", "--out", tmp_path / "m.pt"]  # fmt: skip
+    assert cli_main([str(a) for a in argv]) == 2
+    _one_error_line(capsys.readouterr().err, str(empty), "is empty", "rule similarity_tables")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["candidates.csv"]

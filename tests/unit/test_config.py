@@ -124,7 +124,10 @@ def test_an_experiment_configfile_replaces_the_quick_default_in_the_workflow(tmp
     """With --configfile, the workflow sees that experiment alone: none of config.yaml's quick
     digits settings (image_size 16, 8 epochs) leak into it; --config still overrides keys."""
     experiment = tmp_path / "fashion.yaml"
-    experiment.write_text("experiment: fashion-check\ndata: {name: fashion-mnist}\n")
+    experiment.write_text("experiment: fashion-check\ndata: {name: fashion-mnist, root: fashion}\n")
+    (tmp_path / "fashion").mkdir()  # the files the check before any job looks for (the dry run reads none)
+    for name in ("train-images-idx3", "train-labels-idx1", "t10k-images-idx3", "t10k-labels-idx1"):
+        (tmp_path / "fashion" / f"{name}-ubyte.gz").write_bytes(b"")
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
         "--configfile", str(experiment), "--config", "budgets=[blocks3]", "--dry-run", "--printshellcmds",

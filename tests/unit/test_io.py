@@ -75,6 +75,93 @@ def test_csv_and_text_round_trip(tmp_path: Path) -> None:
     assert json.loads(write_json(tmp_path / "l.json", [1, 2]).read_text()) == [1, 2]
 
 
+TORCH_FULL_DISK = "[enforce fail at inline_container.cc:672] . unexpected pos 4416 vs 4310"
+
+
+@pytest.mark.parametrize(
+    ("error", "cause"),
+    [
+        (OSError(28, "No space left on device"), "no space left on the device"),
+        (RuntimeError(TORCH_FULL_DISK), "no space left on the device"),  # torch's zip writer on a full disk
+        (PermissionError(13, "Permission denied"), "permission denied"),
+        (OSError(30, "Read-only file system"), "read-only file system"),
+    ],
+)
+def test_a_failed_write_is_one_line_naming_the_path_and_the_cause(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: BaseException, cause: str
+) -> None:
+    import shutil
+
+    from layerprune.io import WriteError
+
+    real = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real._replace(free=1_000_000))  # as on a full disk
+    target = tmp_path / "results" / "model.pt"
+    with pytest.raises(WriteError) as err, atomic_path(target):
+        raise error
+    message = str(err.value)
+    assert message.startswith(f"cannot write {target}: {cause}") and "\n" not in message
+    assert list(target.parent.iterdir()) == []  # no temporary file left
+
+
+def test_other_errors_inside_a_write_are_not_disguised(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="writer crashed"), atomic_path(tmp_path / "a.csv"):
+        raise RuntimeError("writer crashed")
+
+
+def test_the_command_reports_an_unwritable_output_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tempfile
+
+    from layerprune.cli import main
+
+    def refused(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    out = tmp_path / "locked" / "config.yaml"
+    assert main(["config", "--json", '{"experiment": "x"}', "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"layerprune config: error: cannot write {out}: permission denied; make {out.parent} writable "
+                   "(or run from a folder you own), then run again"]  # fmt: skip
+
+
+def test_a_write_removes_the_temporaries_a_killed_write_left(tmp_path: Path) -> None:
+    from layerprune.train.state import atomic_torch_save
+
+    for name in (".model.pt.k3j2x9.pt", ".last.pt.a8d7s6.tmp"):
+        (tmp_path / name).write_bytes(b"")  # what a SIGKILL during the save leaves
+    (tmp_path / ".other.csv.x1.csv").write_bytes(b"")  # another file's: kept
+    write_text(tmp_path / "model.pt", "x")
+    atomic_torch_save({"epoch": 1}, tmp_path / "last.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.csv.x1.csv", "last.pt", "model.pt"]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("", "is empty or not a CSV table"), ("unit,metric,distance\n", "has 0 rows, expected at least 1")],
+)
+def test_read_table_names_the_file_and_the_rule_to_rerun(tmp_path: Path, content: str, message: str) -> None:
+    from layerprune.io import read_table
+
+    path = tmp_path / "candidates.csv"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as err:
+        read_table(path, ("unit", "metric", "distance"), min_rows=1, writer="rule similarity_tables")
+    assert str(path) in str(err.value) and "rerun rule similarity_tables" in str(err.value)
+
+
+def test_read_json_names_the_file_the_missing_key_and_the_rule(tmp_path: Path) -> None:
+    path = tmp_path / "segments.json"
+    path.write_text('{"k": 2}')
+    with pytest.raises(ValueError, match=r"segments.json lacks \['segment_units'\]; delete it and rerun rule segment_"):
+        read_json(path, ["segment_units"], writer="rule segment_layers")
+    path.write_text('{"segment_units": [["layer1.0"')  # truncated
+    with pytest.raises(ValueError, match="segments.json is not valid JSON .*rerun rule segment_layers"):
+        read_json(path, ["segment_units"], writer="rule segment_layers")
+
+
 def test_write_with_hands_the_callback_a_temporary_path_and_fsyncs_on_request(tmp_path: Path, monkeypatch) -> None:
     """The one atomic writer serves any format through a callback (torch.save, savefig): the callback writes a
     temporary file beside the target, never the target; with fsync=True the bytes are synced before the rename."""

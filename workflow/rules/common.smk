@@ -6,23 +6,20 @@ import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
-from layerprune.config import (
-    ConfigError,
-    check_language_model,
-    check_profile_resources,
-    check_protocols,
-    check_robustness,
-    check_shortcut,
-)
+from layerprune.checks import check_inputs
+from layerprune.config import ConfigError, check_profile_resources, validate_config
 from layerprune.criteria import CALIBRATION, CANDIDATES, get_criterion
 from layerprune.criteria.protocols import effective_pruning
 
-validate(config, schema="../schemas/config.schema.yaml")
-check_robustness(config)  # what the schema cannot: attack params, real data paths
-check_language_model(config)  # a causal LM's text files, weights source, tokenizer, stride
-check_shortcut(config)  # a colour cue on grey-scale data, a box larger than the image
+# The schema (workflow/schemas/config.schema.yaml) with its defaults filled in, one line per bad key (Snakemake's
+# validate() prints the whole schema), and what it cannot check (attack params, robustness data, a causal LM's
+# files and tokenizer, the shortcut cue).
+config.update(validate_config(config))
+# What the config names: checkpoint, data files, budgets, seeds, country (remembered once passed). Not under
+# --lint, which checks the workflow's code for every config in configs/, on machines without their data.
+if "--lint" not in sys.argv:
+    check_inputs(config, cache_dir=".snakemake/layerprune")
 try:  # a profile's EDIT_ME placeholders (profiles/slurm) stop every run, a dry run included
     check_profile_resources(
         workflow.resource_settings.default_resources.args if workflow.resource_settings.default_resources else [],
@@ -30,7 +27,6 @@ try:  # a profile's EDIT_ME placeholders (profiles/slurm) stop every run, a dry 
     )
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
-check_protocols(config)  # pruning.protocol.cka: paper needs finetune_epochs_between >= 1
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
 # not be activated); with --software-deployment-method conda the rule's env comes first.

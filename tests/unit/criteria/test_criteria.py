@@ -249,3 +249,31 @@ def test_gradnorm_is_the_l2_norm_of_the_mean_loss_gradient_over_the_units_parame
         assert expected > 0
         assert scores[name] == pytest.approx(expected, rel=1e-4), name
     model.zero_grad(set_to_none=True)
+
+
+@pytest.fixture(scope="module")
+def with_identity_unit(tmp_path_factory):
+    """The trained model with unit ``layer2.1``'s residual branch zeroed: the unit is then exactly the identity
+    (its input is a ReLU output, so relu(x + 0) = x), removing it changes nothing, and every informative
+    criterion must call it the safest unit (the answer is known)."""
+    from digits_resnet import calibration, load_trained
+
+    from layerprune.models.units import unit_module
+    from layerprune.similarity.extract import extract_representations
+    from layerprune.similarity.tables import candidate_distances
+
+    ckpt = load_trained(tmp_path_factory)
+    unit = unit_module(ckpt.model, "layer2.1")
+    with torch.no_grad():
+        for p in unit.parameters():
+            p.zero_()
+    reps = extract_representations(ckpt.model, calibration(), input_size=INPUT_SIZE, progress=False)
+    return ckpt, reps, candidate_distances(reps, METRICS)
+
+
+@pytest.mark.parametrize("method", sorted(set(criterion_names()) - {"random"}))
+def test_every_criterion_calls_an_identity_unit_the_safest(method, with_identity_unit, calibration_batches):
+    ckpt, reps, distances = with_identity_unit
+    scores = _score(method, ckpt, reps, distances, calibration_batches)
+    others = {name: s for name, s in scores.items() if name != "layer2.1"}
+    assert scores["layer2.1"] < min(others.values()), scores  # lower = safer: removed first

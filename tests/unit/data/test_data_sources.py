@@ -196,3 +196,18 @@ def test_array_transform_matches_torchvision(shape: tuple[int, ...], size: int, 
         assert got.shape == expected.shape == (len(mean), size, size)
         grey_levels = (got - expected).abs().max().item() * std[0] * 255
         assert grey_levels <= 1.0 + 1e-4
+
+
+def test_a_truncated_training_jpeg_names_the_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for cls in ("cat", "dog"):
+        (tmp_path / "train" / cls).mkdir(parents=True)
+        pixels = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "train" / cls / "0000.jpg", quality=95)
+    bad = tmp_path / "train" / "dog" / "0000.jpg"
+    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])  # a copy cut short
+    data = build_dataset({"name": "imagefolder", "root": str(tmp_path), "image_size": 16}, "train", augment=True)
+    assert data[0][0].shape == (3, 16, 16)  # the intact image loads
+    with pytest.raises(ValueError, match="is truncated or not an image") as err:
+        data[1]
+    assert f"image {bad} " in str(err.value)

@@ -72,7 +72,7 @@ def test_tracked_phases_write_tidy_rows_offline(
         gpu_ok = row["gpu_power_source"] == "none" or row["gpu_power_source"].startswith("measured (")
         assert bool(row["measured"]) == (row["cpu_power_source"].startswith("measured (") and gpu_ok)
     assert record.row is not None and record.row["phase"] == "similarity"
-    assert (out.parent / "emissions.codecarbon.csv").exists()  # CodeCarbon's raw file, kept for provenance
+    assert sorted(p.name for p in out.parent.iterdir()) == ["emissions.csv"]  # CodeCarbon's own files kept out
 
 
 def test_disabled_tracking_is_a_noop_that_still_yields(tmp_path: Path) -> None:
@@ -89,11 +89,12 @@ def test_failed_phase_writes_no_row_and_reraises(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="boom"), track("prune", out, country_iso_code="USA"):
         raise KeyError("boom")
     assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # nor CodeCarbon's own CSV (it was left in results/)
 
 
 def test_bad_arguments_are_rejected(tmp_path: Path) -> None:
     with (
-        pytest.raises(ValueError, match="country_iso_code 'XYZ'"),
+        pytest.raises(ValueError, match="country_iso_code: 'XYZ'"),
         track("x", tmp_path / "e.csv", country_iso_code="XYZ"),
     ):
         pass

@@ -10,7 +10,12 @@ import torch
 from torch import nn
 
 from layerprune.models import get_model, load_checkpoint, save_checkpoint
-from layerprune.models.checkpoint import NotACheckpointError, load_external_weights
+from layerprune.models.checkpoint import (
+    CorruptCheckpointError,
+    NotACheckpointError,
+    load_external_weights,
+    tensor_digest,
+)
 
 PREPROCESSING = {
     "dataset": "cifar10",
@@ -203,3 +208,78 @@ def test_save_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         save_checkpoint(path, model, preprocessing=PREPROCESSING)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt"]  # no partial target, no temp file
     assert path.read_bytes() == good  # the previous checkpoint survives a failed overwrite
+
+
+def _flip_tensor_bytes(path: Path, count: int = 4096) -> None:
+    """Inverts ``count`` bytes inside the largest tensor's storage record of a saved checkpoint: the zip
+    still opens and unpickles (as after a bad disk or a damaged copy), only the weights change."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = max((i for i in archive.infolist() if "/data/" in i.filename), key=lambda i: i.file_size)
+        header = len(info.FileHeader()) + len(info.extra)  # local header as written, then the stored bytes
+    data = bytearray(path.read_bytes())
+    start = info.header_offset + header + 64
+    data[start : start + count] = bytes(255 - b for b in data[start : start + count])
+    path.write_bytes(bytes(data))
+
+
+def test_flipped_weight_bytes_are_detected_and_name_the_file(tmp_path: Path) -> None:
+    model = _trained_looking(get_model("resnet20", num_classes=10))
+    path = save_checkpoint(tmp_path / "model.pt", model, preprocessing=PREPROCESSING, meta={"stage": "pruned"})
+    _flip_tensor_bytes(path)
+    payload = torch.load(path, weights_only=True)  # still a readable torch file, with other weights
+    assert any(not torch.equal(payload["state_dict"][k], v) for k, v in model.state_dict().items())
+    with pytest.raises(CorruptCheckpointError, match="corrupt") as err:
+        load_checkpoint(path)
+    assert str(path) in str(err.value) and "rule prune_model" in str(err.value)
+
+
+def test_checkpoint_without_a_digest_loads_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    model = _trained_looking(get_model("resnet20", num_classes=10))
+    path = save_checkpoint(tmp_path / "model.pt", model, preprocessing=PREPROCESSING)
+    payload = torch.load(path, weights_only=True)
+    del payload["sha256"]  # as written before digests were recorded
+    torch.save(payload, path)
+    with caplog.at_level("WARNING"):
+        ckpt = load_checkpoint(path)
+    torch.testing.assert_close(_outputs(ckpt.model), _outputs(model), rtol=0, atol=0)
+    assert "no tensor digest" in caplog.text and str(path) in caplog.text
+
+
+def test_digest_covers_names_dtypes_shapes_and_values() -> None:
+    state = {"a": torch.arange(6, dtype=torch.float32).reshape(2, 3), "b": torch.tensor(3)}
+    base = tensor_digest(state)
+    assert tensor_digest(dict(reversed(state.items()))) == base  # order of the dict does not matter
+    variants = [
+        {**state, "a": state["a"].reshape(3, 2)},
+        {**state, "a": state["a"].double()},
+        {"c": state["a"], "b": state["b"]},
+        {**state, "b": torch.tensor(4)},
+    ]
+    assert len({base, *(tensor_digest(v) for v in variants)}) == 5
+
+
+class _Payload:
+    """An arbitrary object; unpickling it would run ``os.system``."""
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_loaders_refuse_a_file_holding_an_arbitrary_pickled_object(tmp_path: Path, wrap: bool) -> None:
+    from layerprune.train.state import load_state
+
+    path = tmp_path / "evil.pt"
+    obj = _Payload()
+    torch.save({"format": "layerprune-checkpoint", "version": 1, "state_dict": obj} if wrap else obj, path)
+    for load in (load_checkpoint, lambda p: load_external_weights(get_model("resnet20", num_classes=10), p)):
+        with pytest.raises(ValueError, match="corrupt or not a torch file") as err:
+            load(path)
+        assert str(path) in str(err.value)
+    with pytest.raises(RuntimeError, match="cannot read training checkpoint") as err:
+        load_state(path)
+    assert "Unsupported global" in str(err.value) or "weights_only" in str(err.value).lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -235,3 +236,23 @@ def test_grid_png_is_written_atomically(tmp_path, cifar_samples) -> None:
     with Image.open(path) as img:
         assert img.format == "PNG" and img.width > img.height > 50
     assert os.listdir(tmp_path) == ["grid.png"]  # no temporary file left behind
+
+
+def test_the_examples_figure_has_the_permissions_of_every_other_result(tmp_path: Path) -> None:
+    """It was written 0600 (mkstemp's mode), unreadable to the group, while every other result is 0644."""
+    from layerprune.io import write_text
+    from layerprune.robustness import save_corruption_grid
+
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 16, 16, 3), dtype=np.uint8)
+    figure = tmp_path / "corruption_examples.png"
+    save_corruption_grid(images, figure, corruptions=["contrast"], severities=[1])
+    other = write_text(tmp_path / "other.txt", "x")
+    assert figure.read_bytes().startswith(b"\x89PNG")
+    assert os.stat(figure).st_mode & 0o777 == os.stat(other).st_mode & 0o777 == 0o666 & ~_umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corruption_examples.png", "other.txt"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -179,12 +179,63 @@ def test_artifact_holds_only_penultimate_sized_arrays(model, reps, tmp_path):
 def test_corrupt_or_incomplete_file_is_a_clear_error(reps, tmp_path):
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip archive at all")
-    with pytest.raises(ValueError, match="not a representations file.*rerun extraction"):
+    with pytest.raises(ValueError, match="not a representations file.*rerun rule extract_activations"):
         Representations.load(garbage)
     # a valid npz that lacks a field (e.g. written by another tool)
     partial = tmp_path / "partial.npz"
     np.savez(partial, units=np.array(reps.units), intact=reps.intact)
-    with pytest.raises(ValueError, match="partial.npz is not a representations file"):
+    with pytest.raises(ValueError, match="partial.npz is truncated, empty or not a representations file"):
         Representations.load(partial)
     with pytest.raises(FileNotFoundError, match="layerprune extract"):
         Representations.load(tmp_path / "missing.npz")
+
+
+def test_a_partial_last_batch_counts_in_the_cka_matrix(model, images):
+    """Batches of 50, 50 and 28: the matrix is the minibatch estimate over all three, the features cover all 128."""
+    x, y = images
+    batches = [(x[i : i + 50], y[i : i + 50]) for i in range(0, N, 50)]
+    assert [len(b[0]) for b in batches] == [50, 50, 28]
+    reps = extract_representations(model, batches, input_size=INPUT_SIZE, progress=False)
+    with record_outputs(model, reps.units) as out, torch.no_grad():
+        model(x)
+        stem = model.forward_stem(x)
+    features = [stem.flatten(1).numpy()] + [out[name].flatten(1).numpy() for name in reps.units]
+    expected = cka_matrix(features, mode="unbiased", batch_size=50)
+    without_last = cka_matrix([f[:100] for f in features], mode="unbiased", batch_size=50)
+    assert np.abs(expected - without_last).max() > 1e-4  # the last batch changes the estimate
+    np.testing.assert_allclose(reps.cka_matrix, expected, atol=1e-6, rtol=0)
+    assert reps.intact.shape[0] == N and reps.bypassed.shape[1] == N and reps.labels.shape == (N,)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_truncated_or_empty_file_names_the_file_and_the_rule(reps, tmp_path, damage):
+    path = reps.save(tmp_path / "representations.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncated" else b"")
+    with pytest.raises(ValueError) as err:
+        Representations.load(path)
+    assert str(path) in str(err.value) and "rule extract_activations" in str(err.value)
+
+
+def _resaved(reps: Representations, path: Path, **arrays: np.ndarray) -> Path:
+    """The artifact with some arrays replaced, as another tool or a damaged run might leave it."""
+    reps.save(path)
+    with np.load(path) as z:
+        content = {k: z[k] for k in z.files}
+    np.savez(path, **{**content, **arrays})
+    return path
+
+
+def test_fewer_bypassed_arrays_than_candidates_is_refused(reps, tmp_path):
+    path = _resaved(reps, tmp_path / "r.npz", bypassed=reps.bypassed[:-1], bypassed_loss=reps.bypassed_loss[:-1])
+    c = len(reps.candidates)
+    with pytest.raises(ValueError, match=rf"holds {c - 1} bypassed feature arrays .* for {c} candidate units") as err:
+        Representations.load(path)
+    assert str(path) in str(err.value) and "rule extract_activations" in str(err.value)
+
+
+def test_intact_and_bypassed_features_of_another_width_are_refused(reps, tmp_path):
+    path = _resaved(reps, tmp_path / "r.npz", intact=reps.intact[:, :32])
+    with pytest.raises(ValueError, match=r"bypassed features are \(128, 64\) .* intact ones \(128, 32\)") as err:
+        Representations.load(path)
+    assert str(path) in str(err.value)
