@@ -1,15 +1,77 @@
-"""Input validation shared by the similarity metrics: one place that turns user input into float64 matrices."""
+"""Input validation and arithmetic precision shared by the similarity metrics.
+
+One place turns user input into matrices and decides in which precision the expensive products run.
+The CKA code follows one rule (``precision`` below): the products that cost O(b^2 d) or O(b d^2) (Gram
+matrices, feature-space cross-covariances) run in the *compute dtype*, float32 by default; everything summed
+from them (HSIC terms, the running sums over batches) is accumulated in float64.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
 
 import numpy as np
 import torch
 
+__all__ = [
+    "PRECISIONS",
+    "ArrayLike",
+    "Precision",
+    "as_matrix",
+    "as_pair",
+    "centre",
+    "compute_dtype",
+    "matmul_precision",
+]
+
 ArrayLike = torch.Tensor | np.ndarray
 
+#: Arithmetic precisions of the CKA products (the ``similarity.precision`` config key).
+PRECISIONS = ("float32", "float64", "tf32", "bfloat16")
+Precision = Literal["float32", "float64", "tf32", "bfloat16"]
 
-def as_matrix(x: ArrayLike, name: str) -> torch.Tensor:
-    """Return ``x`` as a float64 matrix of shape (n, d) on its own device.
+
+def compute_dtype(precision: Precision | None, *dtypes: torch.dtype) -> torch.dtype:
+    """The dtype the products run in, for features of ``dtypes``.
+
+    ``None`` means the features' own precision: float64 when any input is float64, float32 otherwise (half
+    precision inputs are widened to float32, never multiplied in half precision unless asked for).
+    ``"tf32"`` multiplies float32 tensors (TF32 only changes how a GPU rounds their products, see
+    :func:`matmul_precision`); ``"bfloat16"`` multiplies bfloat16 tensors.
+
+    Raises:
+        ValueError: on an unknown precision.
+    """
+    if precision is None:
+        return torch.float64 if torch.float64 in dtypes else torch.float32
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {list(PRECISIONS)} (or None)")
+    return {"float64": torch.float64, "bfloat16": torch.bfloat16}.get(precision, torch.float32)
+
+
+@contextmanager
+def matmul_precision(precision: Precision | None) -> Iterator[None]:
+    """Let float32 matrix products use TF32 inside the block when ``precision == "tf32"`` (restored after).
+
+    ``torch.set_float32_matmul_precision("high")`` is torch's device-agnostic switch: CUDA GPUs from Ampere on
+    then round the inputs of float32 products to TF32 (10-bit mantissa); on a CPU it changes nothing here.
+    Any other precision leaves the setting alone.
+    """
+    if precision != "tf32":
+        yield
+        return
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
+def as_matrix(x: ArrayLike, name: str, *, dtype: torch.dtype | None = torch.float64) -> torch.Tensor:
+    """Return ``x`` as a (n, d) matrix on its own device, in ``dtype``.
 
     Representations of convolutional units come as (n, C, H, W); every trailing dimension is
     flattened into features, which is what CKA on unit outputs means in Kornblith et al. (2019).
@@ -17,9 +79,10 @@ def as_matrix(x: ArrayLike, name: str) -> torch.Tensor:
     Args:
         x: (n, ...) tensor or array, one row per sample.
         name: name of the argument, used in error messages.
+        dtype: the dtype returned; None keeps a floating input's dtype (other inputs become float32).
 
     Returns:
-        (n, d) float64 tensor (a copy when the dtype changes; never modified in place by callers).
+        (n, d) tensor (a copy when the dtype changes; never modified in place by callers).
 
     Raises:
         ValueError: when ``x`` has fewer than 2 dimensions, no features, or non-finite values.
@@ -36,7 +99,9 @@ def as_matrix(x: ArrayLike, name: str) -> torch.Tensor:
             f"{name} must have shape (n_samples, ...) with at least 2 dimensions, got shape {tuple(t.shape)}; "
             "add a feature axis, e.g. x[:, None]"
         )
-    t = t.reshape(t.shape[0], -1).to(torch.float64)
+    if dtype is None:
+        dtype = t.dtype if t.is_floating_point() else torch.float32
+    t = t.reshape(t.shape[0], -1).to(dtype)
     if t.shape[1] == 0:
         raise ValueError(f"{name} has no features (shape {tuple(t.shape)})")
     if not bool(torch.isfinite(t).all()):
@@ -44,22 +109,38 @@ def as_matrix(x: ArrayLike, name: str) -> torch.Tensor:
     return t
 
 
-def as_pair(x: ArrayLike, y: ArrayLike, *, min_samples: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    """Validate two representations of the same samples and return them as float64 matrices.
+def centre(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Column-centred copy of ``x`` (n, d) in ``dtype``, with the mean accumulated in float64.
+
+    The mean is summed in float64 (no float32 accumulation error over n rows) and rounded once to ``dtype``
+    before the subtraction, which is then exact up to one rounding per entry: the centred values carry the
+    features' own relative precision. For bfloat16 the subtraction runs in float32 and only the result is
+    rounded to bfloat16. An exactly constant column centres to exact zeros.
+    """
+    work = torch.float32 if dtype == torch.bfloat16 else dtype
+    mean = x.mean(dim=0, keepdim=True, dtype=torch.float64).to(work)
+    return (x.to(work) - mean).to(dtype)
+
+
+def as_pair(
+    x: ArrayLike, y: ArrayLike, *, min_samples: int = 2, dtype: torch.dtype | None = torch.float64
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate two representations of the same samples and return them as matrices.
 
     Args:
         x: (n, ...) representation.
         y: (n, ...) representation of the same n samples, in the same order.
         min_samples: the smallest n the calling estimator is defined for.
+        dtype: the dtype returned (None: each input's own floating dtype, see :func:`as_matrix`).
 
     Returns:
-        ``(x, y)`` as (n, p) and (n, q) float64 tensors on ``x``'s device.
+        ``(x, y)`` as (n, p) and (n, q) tensors on ``x``'s device.
 
     Raises:
         ValueError: when the sample counts differ or are below ``min_samples``.
     """
-    xm = as_matrix(x, "X")
-    ym = as_matrix(y, "Y").to(xm.device)
+    xm = as_matrix(x, "X", dtype=dtype)
+    ym = as_matrix(y, "Y", dtype=dtype).to(xm.device)
     if xm.shape[0] != ym.shape[0]:
         raise ValueError(
             f"X and Y must hold the same samples: X has {xm.shape[0]} rows, Y has {ym.shape[0]}; "
