@@ -37,7 +37,6 @@ from layerprune.criteria.scores import (
 from layerprune.models import count_macs, count_params, get_units
 from layerprune.models.units import Unit
 from layerprune.selection import Budget, plan_summary, select_per_segment, select_units
-from layerprune.similarity import Precision
 from layerprune.similarity.extract import Representations, extract_representations
 from layerprune.surgery import remove_units
 from layerprune.train import TrainConfig, fit
@@ -112,20 +111,16 @@ def score_units(
     consensus_metrics: Sequence[str] = ("cka",),
     gradnorm_batches: Callable[[], object] | None = None,
     seed: int = 0,
-    precision: Precision | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Scores every candidate with criterion ``method`` (lower = safer to remove).
-
-    ``precision`` is the arithmetic of the cka criterion's CKA products (config key
-    ``similarity.precision``; None = the features' precision)."""
+    """Scores every candidate with criterion ``method`` (lower = safer to remove)."""
     if method not in CRITERIA:
         raise ValueError(f"unknown criterion {method!r}; expected one of {sorted(CRITERIA)}")
     if method in NEEDS_REPRESENTATIONS and representations is None:
         raise ValueError(f"criterion {method!r} needs the calibration representations (extract stage)")
     reps = representations
     if method == "cka":
-        return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in candidates}, precision=precision)
+        return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in candidates})
     if method == "consensus":
         if candidate_distances is None:
             raise ValueError("consensus needs the candidate distance table (similarity stage)")
@@ -179,7 +174,6 @@ def plan_pruning(
     units_per_step: int = 1,
     finetune_between: tuple[TrainConfig, Dataset] | None = None,
     seed: int = 0,
-    precision: Precision | None = None,
     device: torch.device | str = "cpu",
 ) -> PrunePlan:
     """Scores the units and selects them under the budget, without touching ``model``.
@@ -207,7 +201,6 @@ def plan_pruning(
         units_per_step: units removed per iterative cka step.
         finetune_between: (iterative cka) a config and training set to fine-tune with between steps.
         seed: seed of the random criterion.
-        precision: arithmetic of the cka criterion's CKA products (None: the features' precision).
         device: where scoring runs.
 
     Raises:
@@ -228,7 +221,7 @@ def plan_pruning(
         return _prune_iteratively(
             method, budget, model, input_size, units, total_macs, total_params,
             min_units_per_stage=min_units_per_stage, calibration_loader=calibration_loader,
-            units_per_step=units_per_step, finetune_between=finetune_between, precision=precision, device=device,
+            units_per_step=units_per_step, finetune_between=finetune_between, device=device,
         )  # fmt: skip
 
     def first_batches() -> object:
@@ -239,7 +232,7 @@ def plan_pruning(
     scores = score_units(
         method, model, candidates, representations=representations,
         candidate_distances=candidate_distances, consensus_metrics=consensus_metrics,
-        gradnorm_batches=first_batches, seed=seed, precision=precision, device=device,
+        gradnorm_batches=first_batches, seed=seed, device=device,
     )  # fmt: skip
     if method == "sglp":
         if segments is None:
@@ -274,10 +267,10 @@ def prune_model(method: str, budget: Budget, model: nn.Module, input_size: Seque
     return PruneResult(plan=planned.plan, scores=planned.scores, model=apply_plan(model, planned), steps=planned.steps)
 
 
-def _iterative_scores(method: str, reps: Representations, precision: Precision | None) -> dict[str, float]:
+def _iterative_scores(method: str, reps: Representations) -> dict[str, float]:
     """One rescoring step of an iterative criterion, from the current model's extraction."""
     if method == "cka":
-        return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in reps.candidates}, precision=precision)
+        return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in reps.candidates})
     losses = dict(zip(reps.candidates, reps.bypassed_loss.tolist()))
     return greedy_loss_scores(losses, reps.intact_loss)
 
@@ -295,7 +288,6 @@ def _prune_iteratively(
     calibration_loader: DataLoader | None,
     units_per_step: int,
     finetune_between: tuple[TrainConfig, Dataset] | None,
-    precision: Precision | None,
     device: torch.device | str,
 ) -> PrunePlan:
     """Score, remove the best units, (fine-tune), rescore the smaller model, until the budget is met.
@@ -319,7 +311,7 @@ def _prune_iteratively(
         reps = extract_representations(
             current, calibration_loader, input_size=input_size, matrix=False, device=device, progress=False
         )
-        scores = _iterative_scores(method, reps, precision)
+        scores = _iterative_scores(method, reps)
         if first_scores is None:
             first_scores = {original[k]: v for k, v in scores.items()}
         remaining = budget.value - len(removed) if budget.kind == "blocks" else units_per_step

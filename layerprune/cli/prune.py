@@ -11,7 +11,6 @@ import pandas as pd
 from layerprune.cli._common import (
     add_data_args,
     add_evaluation_args,
-    add_precision_arg,
     add_threads_arg,
     add_tracking_args,
     evaluate_written_model,
@@ -71,7 +70,6 @@ def _run(args: argparse.Namespace) -> None:
         units_per_step=pruning.get("units_per_step", 1),
         finetune_between=finetune_between,
         seed=args.seed,
-        precision=args.precision,
         device=select_device("auto"),
     )
     plan = {"method": args.method, "budget": str(budget), "seed": args.seed, **planned.plan}
@@ -104,7 +102,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--representations", type=Path, default=None, help="output of `layerprune extract`")
     p.add_argument("--candidates", type=Path, default=None, help="candidate distances (consensus)")
     p.add_argument("--consensus-metrics", nargs="+", default=["cka"], help="metrics consensus votes over")
-    add_precision_arg(p)
     p.add_argument("--segments", type=Path, default=None, help="segments JSON (sglp)")
     p.add_argument("--calibration-size", type=int, default=512)
     p.add_argument("--calibration-batch-size", type=int, default=128)

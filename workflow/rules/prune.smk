@@ -30,7 +30,6 @@ rule prune_model:
         pruning=as_json("pruning"),
         finetune=as_json("finetune"),
         consensus_metrics=consensus_metrics(),
-        precision=lookup(dpath="similarity/precision", within=config),
         calibration_size=lookup(dpath="calibration/size", within=config),
         calibration_batch_size=lookup(dpath="calibration/batch_size", within=config),
         calibration_seed=lookup(dpath="calibration/seed", within=config),
@@ -44,7 +43,6 @@ rule prune_model:
         " --seed {wildcards.seed} --pruning {params.pruning:q} --finetune {params.finetune:q}"
         " --data {params.data:q} --representations {input.representations}"
         " --candidates {input.candidates} --consensus-metrics {params.consensus_metrics}"
-        " --precision {params.precision}"
         " --segments {input.segments} --calibration-size {params.calibration_size}"
         " --calibration-batch-size {params.calibration_batch_size}"
         " --calibration-seed {params.calibration_seed} --scores {output.scores}"
