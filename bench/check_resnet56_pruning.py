@@ -18,13 +18,12 @@ from pathlib import Path
 
 import torch
 
-from layerprune.cli.segment import segment_units
-from layerprune.criteria import CRITERIA
+from layerprune.criteria import criterion_names
 from layerprune.data import build_dataset, calibration_loader, seeded_subset
 from layerprune.models import count_macs, get_model
 from layerprune.models.checkpoint import load_external_weights
 from layerprune.pruning import prune_model
-from layerprune.segmentation import DEFAULT_THRESHOLD
+from layerprune.segmentation import DEFAULT_THRESHOLD, segment_units
 from layerprune.selection import Budget
 from layerprune.similarity.extract import extract_representations
 from layerprune.similarity.tables import candidate_distances
@@ -111,7 +110,7 @@ def main() -> None:
     rows = []
     # Every criterion one-shot (greedy loss is SLEB's iterative loop by definition), then
     # Pons et al.'s iterative CKA: remove one unit, rescore the smaller model, repeat.
-    runs = [(method, method, False) for method in sorted(CRITERIA)] + [("cka (iterative)", "cka", True)]
+    runs = [(method, method, False) for method in sorted(criterion_names())] + [("cka (iterative)", "cka", True)]
     for label, method, iterative in runs:
         start = time.perf_counter()
         result = prune_model(

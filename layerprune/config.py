@@ -8,6 +8,7 @@ that no default is written anywhere else.
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,15 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-__all__ = ["SCHEMA_PATH", "ConfigError", "check_robustness", "load_config", "validate_config"]
+__all__ = [
+    "SCHEMA_PATH",
+    "ConfigError",
+    "check_robustness",
+    "defaults",
+    "load_config",
+    "validate_config",
+    "validate_section",
+]
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -42,12 +51,55 @@ _Validator = _with_defaults(Draft202012Validator)
 
 
 def load_schema() -> dict:
+    """The config schema (a new copy each call)."""
+    return copy.deepcopy(_schema())
+
+
+@functools.cache
+def _schema() -> dict:
     if not SCHEMA_PATH.is_file():
         raise FileNotFoundError(
             f"config schema {SCHEMA_PATH} not found; install layerprune from its repository "
             "(pip install -e .) so the workflow files are beside the package"
         )
     return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def _errors(validator: Any, instance: Any, prefix: str = "") -> list[str]:
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    return [
+        f"  {'.'.join([prefix, *map(str, e.absolute_path)]).strip('.') or '<top level>'}: {e.message}" for e in errors
+    ]
+
+
+def _section_schema(section: str) -> dict:
+    properties = _schema()["properties"]
+    if section not in properties:
+        raise ConfigError(f"the config has no section {section!r}; expected one of {sorted(properties)}")
+    return properties[section]
+
+
+def validate_section(section: str, value: Any) -> Any:
+    """A copy of one config section (``pruning``, ``data``, ...) validated against its part of the schema,
+    with the schema's defaults filled in: what a command run by hand does with a section given as JSON.
+
+    Raises:
+        ConfigError: listing every violation as ``section.key: problem``.
+    """
+    value = copy.deepcopy(value)
+    lines = _errors(_Validator(_section_schema(section)), value, section)
+    if lines:
+        raise ConfigError(f"invalid {section} section:\n" + "\n".join(lines))
+    return value
+
+
+def defaults(section: str) -> Any:
+    """The schema's defaults of one config section (a new copy each call): library callers take their
+    defaults from here, as the workflow and the commands do, so no default is written twice."""
+    schema = _section_schema(section)
+    if "default" not in schema:
+        raise ConfigError(f"config section {section!r} has no default; it must be given")
+    return validate_section(section, schema["default"])
 
 
 def validate_config(config: dict) -> dict:
@@ -57,13 +109,8 @@ def validate_config(config: dict) -> dict:
         ConfigError: listing every violation as ``key.path: problem``.
     """
     config = copy.deepcopy(config)
-    validator = _Validator(load_schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
-        for err in errors:
-            key = ".".join(str(p) for p in err.absolute_path) or "<top level>"
-            lines.append(f"  {key}: {err.message}")
+    lines = _errors(_Validator(_schema()), config)
+    if lines:
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     check_robustness(config)
     return config

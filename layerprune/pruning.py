@@ -23,17 +23,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from layerprune.criteria import CRITERIA, NEEDS_REPRESENTATIONS
-from layerprune.criteria.scores import (
-    angular_scores,
-    block_influence_scores,
-    cka_scores,
-    consensus_scores,
-    gradnorm_scores,
-    greedy_loss_scores,
-    random_scores,
-    weight_norm_scores,
-)
+from layerprune.criteria import REPRESENTATIONS, ScoringInputs, criteria, get_criterion
 from layerprune.models import count_macs, count_params, get_units
 from layerprune.models.units import Unit
 from layerprune.selection import Budget, plan_summary, select_per_segment, select_units
@@ -42,7 +32,6 @@ from layerprune.surgery import remove_units
 from layerprune.train import TrainConfig, fit
 
 __all__ = [
-    "ITERATIVE",
     "PrunePlan",
     "PruneResult",
     "apply_plan",
@@ -53,9 +42,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-#: criteria that can rescore between removals (greedy_loss always does: it is SLEB's loop)
-ITERATIVE = frozenset({"cka", "greedy_loss"})
 
 
 @dataclass
@@ -88,19 +74,6 @@ class PruneResult:
     steps: list[dict] = field(default_factory=list)
 
 
-def _distances(candidates_table: pd.DataFrame, metrics: Sequence[str]) -> dict[str, dict[str, float]]:
-    missing = sorted(set(metrics) - set(candidates_table["metric"]))
-    if missing:
-        raise ValueError(
-            f"the candidate table has no distances for {missing}; add them to similarity.metrics and rerun"
-        )
-    return {
-        metric: dict(zip(group["unit"], group["distance"].astype(float)))
-        for metric, group in candidates_table.groupby("metric")
-        if metric in metrics
-    }
-
-
 def score_units(
     method: str,
     model: nn.Module,
@@ -113,35 +86,20 @@ def score_units(
     seed: int = 0,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
-    """Scores every candidate with criterion ``method`` (lower = safer to remove)."""
-    if method not in CRITERIA:
-        raise ValueError(f"unknown criterion {method!r}; expected one of {sorted(CRITERIA)}")
-    if method in NEEDS_REPRESENTATIONS and representations is None:
+    """Scores every candidate with criterion ``method`` (lower = safer to remove).
+
+    Raises:
+        ValueError: an unknown criterion, or an input the criterion reads is missing.
+    """
+    criterion = get_criterion(method)
+    if REPRESENTATIONS in criterion.needs and representations is None:
         raise ValueError(f"criterion {method!r} needs the calibration representations (extract stage)")
-    reps = representations
-    if method == "cka":
-        return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in candidates})
-    if method == "consensus":
-        if candidate_distances is None:
-            raise ValueError("consensus needs the candidate distance table (similarity stage)")
-        table = _distances(candidate_distances, consensus_metrics)
-        return consensus_scores({m: {c: d[c] for c in candidates} for m, d in table.items()})
-    if method == "random":
-        return random_scores(list(candidates), seed)
-    if method == "weight_norm":
-        return weight_norm_scores(model, candidates)
-    if method in ("block_influence", "angular"):
-        cosine = dict(zip(reps.units, reps.io_cosine.tolist()))
-        fn = block_influence_scores if method == "block_influence" else angular_scores
-        return fn({c: cosine[c] for c in candidates})
-    if method == "greedy_loss":
-        losses = dict(zip(reps.candidates, reps.bypassed_loss.tolist()))
-        return greedy_loss_scores({c: losses[c] for c in candidates}, reps.intact_loss)
-    if method == "sglp":
-        if gradnorm_batches is None:
-            raise ValueError("sglp needs labelled calibration batches for GradNorm")
-        return gradnorm_scores(model, gradnorm_batches(), candidates, device=device)
-    raise AssertionError(f"criterion {method!r} is registered but not dispatched")  # pragma: no cover
+    inputs = ScoringInputs(
+        model=model, candidates=candidates, representations=representations,
+        candidate_distances=candidate_distances, consensus_metrics=consensus_metrics,
+        calibration_batches=gradnorm_batches, seed=seed, device=device,
+    )  # fmt: skip
+    return criterion.score(inputs)
 
 
 def scores_table(units: Sequence[Unit], scores: Mapping[str, float], removed: Sequence[str]) -> pd.DataFrame:
@@ -185,7 +143,7 @@ def plan_pruning(
     still complete before :func:`apply_plan` hands the model over to be saved.
 
     Args:
-        method: criterion name (see :data:`layerprune.criteria.CRITERIA`).
+        method: criterion name (see :func:`layerprune.criteria.criterion_names`).
         budget: how much to remove.
         model: the (baseline) model; not modified (it may be moved to ``device``).
         input_size: (C, H, W) of its inputs.
@@ -212,10 +170,12 @@ def plan_pruning(
     total_params = count_params(model)
     candidates = [u.name for u in units if u.removable]
 
-    if iterative and method not in ITERATIVE:
-        raise ValueError(f"iterative pruning is implemented for {sorted(ITERATIVE)}, not {method!r}")
-    if iterative or method == "greedy_loss":
-        if method == "greedy_loss":
+    criterion = get_criterion(method)
+    if iterative and criterion.iterative == "never":
+        iterable = sorted(c.name for c in criteria() if c.iterative != "never")
+        raise ValueError(f"iterative pruning is implemented for {iterable}, not {method!r}")
+    if iterative or criterion.iterative == "always":
+        if criterion.one_unit_per_step:
             # SLEB removes one unit per step and does not fine-tune in between.
             units_per_step, finetune_between = 1, None
         return _prune_iteratively(
@@ -234,9 +194,9 @@ def plan_pruning(
         candidate_distances=candidate_distances, consensus_metrics=consensus_metrics,
         gradnorm_batches=first_batches, seed=seed, device=device,
     )  # fmt: skip
-    if method == "sglp":
+    if criterion.selection == "per_segment":
         if segments is None:
-            raise ValueError("sglp needs the segments (segment stage)")
+            raise ValueError(f"{method} needs the segments (segment stage)")
         removed = select_per_segment(
             units, scores, segments, budget, total_macs,
             min_units_per_stage=min_units_per_stage, allocation=allocation,
@@ -267,14 +227,6 @@ def prune_model(method: str, budget: Budget, model: nn.Module, input_size: Seque
     return PruneResult(plan=planned.plan, scores=planned.scores, model=apply_plan(model, planned), steps=planned.steps)
 
 
-def _iterative_scores(method: str, reps: Representations) -> dict[str, float]:
-    """One rescoring step of an iterative criterion, from the current model's extraction."""
-    if method == "cka":
-        return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in reps.candidates})
-    losses = dict(zip(reps.candidates, reps.bypassed_loss.tolist()))
-    return greedy_loss_scores(losses, reps.intact_loss)
-
-
 def _prune_iteratively(
     method: str,
     budget: Budget,
@@ -299,6 +251,7 @@ def _prune_iteratively(
     """
     if calibration_loader is None:
         raise ValueError(f"iterative {method} needs the calibration loader")
+    criterion = get_criterion(method)
     current = model
     # Unit names renumber after each removal; keep the original name of every current unit.
     original = {u.name: u.name for u in units}
@@ -311,7 +264,7 @@ def _prune_iteratively(
         reps = extract_representations(
             current, calibration_loader, input_size=input_size, matrix=False, device=device, progress=False
         )
-        scores = _iterative_scores(method, reps)
+        scores = criterion.score(ScoringInputs(model=current, candidates=reps.candidates, representations=reps))
         if first_scores is None:
             first_scores = {original[k]: v for k, v in scores.items()}
         remaining = budget.value - len(removed) if budget.kind == "blocks" else units_per_step

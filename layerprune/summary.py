@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from layerprune.criteria import criteria
 from layerprune.io import read_json, read_table, write_csv, write_text
 from layerprune.selection import Budget
 
@@ -81,19 +82,9 @@ SUMMARY_COLUMNS = (
     "mce_corruptions",
 )
 
-#: Display names of the methods in tables and legends; an unknown method is shown as its config name.
-METHOD_LABELS = {
-    "baseline": "Baseline",
-    "cka": "CKA",
-    "sglp": "SGLP",
-    "consensus": "Consensus",
-    "random": "Random",
-    "weight_norm": "Weight norm",
-    "block_influence": "Block influence",
-    "angular": "Angular distance",
-    "greedy_loss": "Greedy loss",
-    "gradnorm": "GradNorm",
-}
+#: Display names of the methods in tables and legends (the criterion registry's labels, in its order);
+#: an unknown method is shown as its config name.
+METHOD_LABELS = {"baseline": "Baseline", **{c.name: c.label for c in criteria()}}
 
 _SEED_RE = re.compile(r"seed(0|[1-9][0-9]*)")
 _METRICS_KEYS = ("top1", "params", "macs", "blocks_per_stage")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 
-__all__ = ["add_data_args", "json_arg", "set_threads"]
+__all__ = ["add_data_args", "json_arg", "section_arg", "set_threads"]
 
 
 def json_arg(value: str) -> Any:
@@ -26,12 +27,29 @@ def json_arg(value: str) -> Any:
         raise argparse.ArgumentTypeError(f"not valid JSON ({err}): {value[:80]}") from None
 
 
+def section_arg(section: str) -> Callable[[str], Any]:
+    """An argparse type: one config section as :func:`json_arg` reads it, validated against the schema
+    with its defaults filled in (a command run by hand checks its sections as the workflow does).
+    Give the flag ``default="{}"``: argparse converts a string default too, so the schema's defaults apply."""
+
+    def parse(value: str) -> Any:
+        from layerprune.config import ConfigError, validate_section
+
+        try:
+            return validate_section(section, json_arg(value))
+        except ConfigError as err:
+            raise argparse.ArgumentTypeError(str(err).replace("\n", "")) from None
+
+    parse.__name__ = f"{section} section"
+    return parse
+
+
 def add_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
-        type=json_arg,
-        default={"name": "digits"},
-        help="the config's data section as JSON, or @file.yaml (default: digits)",
+        type=section_arg("data"),
+        default="{}",
+        help="the config's data section as JSON, or @file.yaml (default: the schema's, digits)",
     )
 
 
@@ -110,8 +128,8 @@ def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--evaluation",
-        type=json_arg,
-        default={},
+        type=section_arg("evaluation"),
+        default="{}",
         help="the config's evaluation section (batch_size, latency_batch_size, latency_repeats)",
     )
 

@@ -14,10 +14,10 @@ from layerprune.cli._common import (
     add_threads_arg,
     add_tracking_args,
     evaluate_written_model,
-    json_arg,
+    section_arg,
     set_threads,
 )
-from layerprune.criteria import CRITERIA
+from layerprune.criteria import CALIBRATION, criterion_names, get_criterion
 from layerprune.data import build_dataset, calibration_loader
 from layerprune.io import read_json, write_csv, write_json
 from layerprune.models import get_units, load_checkpoint, save_checkpoint
@@ -27,47 +27,42 @@ from layerprune.similarity.extract import Representations
 from layerprune.train import TrainConfig, select_device
 
 
-def _train_settings(section: dict) -> dict:
-    """The :class:`TrainConfig` keys of a config's ``finetune`` section (drops the workflow's ``enabled`` switch)."""
-    return {k: v for k, v in section.items() if k != "enabled"}
-
-
 def _run(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     ckpt = load_checkpoint(args.model)
     budget = Budget.parse(args.budget)
     input_size = ckpt.preprocessing["input_size"]
-    pruning = args.pruning
-    iterative = bool(pruning.get("iterative")) and args.method == "cka"
+    pruning, criterion = args.pruning, get_criterion(args.method)
     reps = Representations.load(args.representations) if args.representations else None
     distances = pd.read_csv(args.candidates) if args.candidates else None
     segments = read_json(args.segments)["segment_units"] if args.segments else None
     loader = None
-    if args.method in ("sglp", "greedy_loss") or iterative:
+    if CALIBRATION in criterion.stage_inputs(pruning):
         loader = calibration_loader(
-            args.data, size=args.calibration_size, batch_size=args.calibration_batch_size, seed=args.calibration_seed
-        )
+            args.data, size=args.calibration["size"], batch_size=args.calibration["batch_size"],
+            seed=args.calibration["seed"],
+        )  # fmt: skip
     finetune_between = None
-    if iterative and pruning.get("finetune_epochs_between", 0) > 0:
-        config = TrainConfig.from_dict(
-            {**_train_settings(args.finetune), "epochs": pruning["finetune_epochs_between"], "seed": args.seed}
-        )
-        finetune_between = (config, build_dataset(args.data, "train", augment=args.data.get("augment", True)))
+    if criterion.reads_finetune(pruning):
+        # The fine-tune section's settings, for the epochs between steps (its `enabled` switch is the workflow's).
+        settings = {k: v for k, v in args.finetune.items() if k != "enabled"}
+        config = TrainConfig.from_dict({**settings, "epochs": pruning["finetune_epochs_between"], "seed": args.seed})
+        finetune_between = (config, build_dataset(args.data, "train", augment=args.data["augment"]))
     planned = plan_pruning(
         args.method,
         budget,
         ckpt.model,
         input_size,
-        min_units_per_stage=pruning.get("min_units_per_stage", 2),
+        min_units_per_stage=pruning["min_units_per_stage"],
         representations=reps,
         candidate_distances=distances,
         consensus_metrics=args.consensus_metrics,
         segments=segments,
-        allocation=pruning.get("allocation", "proportional"),
+        allocation=pruning["allocation"],
         calibration_loader=loader,
-        gradnorm_batches=pruning.get("gradnorm_batches", 4),
-        iterative=iterative,
-        units_per_step=pruning.get("units_per_step", 1),
+        gradnorm_batches=pruning["gradnorm_batches"],
+        iterative=criterion.is_iterative(pruning),
+        units_per_step=pruning["units_per_step"],
         finetune_between=finetune_between,
         seed=args.seed,
         device=select_device("auto"),
@@ -88,24 +83,26 @@ def _run(args: argparse.Namespace) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("prune", help="score, select under a budget and physically remove units")
     p.add_argument("--model", type=Path, required=True, help="baseline checkpoint")
-    p.add_argument("--method", choices=sorted(CRITERIA), required=True, help="criterion")
+    p.add_argument("--method", choices=criterion_names(), required=True, help="criterion")
     p.add_argument("--budget", required=True, help="blocksN (remove N units) or macsP (remove >= P%% of MACs)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--pruning", type=json_arg, default={}, help="the config's pruning section")
+    p.add_argument("--pruning", type=section_arg("pruning"), default="{}", help="the config's pruning section")
     p.add_argument(
         "--finetune",
-        type=json_arg,
-        default={},
-        help="the config's finetune section (fine-tuning between iterative cka steps)",
+        type=section_arg("finetune"),
+        default="{}",
+        help="the config's finetune section (fine-tuning between iterative steps)",
     )
     add_data_args(p)
     p.add_argument("--representations", type=Path, default=None, help="output of `layerprune extract`")
     p.add_argument("--candidates", type=Path, default=None, help="candidate distances (consensus)")
-    p.add_argument("--consensus-metrics", nargs="+", default=["cka"], help="metrics consensus votes over")
+    p.add_argument(
+        "--consensus-metrics", nargs="+", default=["cka"], help="metrics consensus votes over (default: cka)"
+    )
     p.add_argument("--segments", type=Path, default=None, help="segments JSON (sglp)")
-    p.add_argument("--calibration-size", type=int, default=512)
-    p.add_argument("--calibration-batch-size", type=int, default=128)
-    p.add_argument("--calibration-seed", type=int, default=0)
+    p.add_argument(
+        "--calibration", type=section_arg("calibration"), default="{}", help="the config's calibration section"
+    )
     p.add_argument("--scores", type=Path, required=True, help="tidy scores CSV to write")
     p.add_argument("--plan", type=Path, required=True, help="plan JSON to write")
     p.add_argument("--out", type=Path, required=True, help="pruned checkpoint to write")

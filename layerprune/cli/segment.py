@@ -5,35 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from layerprune.io import write_json
-from layerprune.segmentation import (
-    DEFAULT_THRESHOLD,
-    choose_k,
-    fisher_segments,
-    optimal_losses,
-)
+from layerprune.segmentation import DEFAULT_THRESHOLD, segment_units
 from layerprune.similarity.extract import Representations
-
-
-def segment_units(units: list[str], matrix: np.ndarray, segments: str | int, threshold: float) -> dict:
-    """Segments of the units (rows of the unit-by-unit CKA matrix, stem excluded)."""
-    if np.isnan(matrix).any():
-        raise ValueError("the unit CKA matrix has undefined (NaN) entries; use a larger calibration.size or batch_size")
-    k = choose_k(matrix, threshold=threshold) if segments == "auto" else int(segments)
-    if not 1 <= k <= len(units):
-        raise ValueError(f"pruning.segments={segments} must be between 1 and the {len(units)} units")
-    bounds = fisher_segments(matrix, k)
-    return {
-        "units": units,
-        "k": k,
-        "rule": "auto: smallest k with loss(k) <= threshold * loss(1)" if segments == "auto" else "fixed",
-        "threshold": threshold,
-        "segments": [list(b) for b in bounds],
-        "segment_units": [units[start:stop] for start, stop in bounds],
-        "losses": optimal_losses(matrix, len(units)).tolist(),
-    }
 
 
 def _run(args: argparse.Namespace) -> None:

@@ -2,7 +2,8 @@
 
 Figures are drawn with the non-interactive Agg backend (chosen on import of :mod:`layerprune.figures`, before
 pyplot is imported) so they render on headless cluster nodes. A method keeps its colour in every figure of an
-experiment (and across experiments): colours come from a fixed order of the known methods, then the rest.
+experiment (and across experiments): colours come from the criterion registry (a record's own colour, else its
+place in the registration order), then the rest.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from layerprune.criteria import criteria
 from layerprune.io import atomic_path
-from layerprune.summary import METHOD_LABELS, method_label
+from layerprune.summary import method_label
 
 __all__ = [
     "BASELINE_COLOR",
@@ -40,7 +42,9 @@ logger = logging.getLogger(__name__)
 FORMATS = ("png", "pdf", "svg")
 BASELINE_COLOR = "black"
 _PALETTE = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
-_KNOWN = [m for m in METHOD_LABELS if m != "baseline"]
+#: The registered criteria, in registration order: a method's place in the palette (or its record's colour).
+_KNOWN = [c.name for c in criteria()]
+_FIXED = {c.name: c.color for c in criteria() if c.color is not None}
 _LINESTYLES = ("-", "--", ":", "-.")
 
 _RC = {
@@ -69,6 +73,8 @@ def method_color(method: str, others: Iterable[str] = ()) -> tuple[float, ...] |
     """A stable colour for ``method``: the known methods first, unknown ones by sorted position after them."""
     if method == "baseline":
         return BASELINE_COLOR
+    if method in _FIXED:
+        return _FIXED[method]
     order = _KNOWN + sorted(set(others) - set(_KNOWN) - {"baseline"})
     if method not in order:
         order.append(method)

@@ -9,5 +9,6 @@ from layerprune.segmentation.fisher import (
     optimal_losses,
     segment_cost,
 )
+from layerprune.segmentation.segments import segment_units
 
-__all__ = ["DEFAULT_THRESHOLD", "choose_k", "fisher_segments", "optimal_losses", "segment_cost"]
+__all__ = ["DEFAULT_THRESHOLD", "choose_k", "fisher_segments", "optimal_losses", "segment_cost", "segment_units"]

@@ -127,8 +127,8 @@ def run(
         *run_together(
             prune("consensus", "blocks4", "--candidates", p.candidates, "--consensus-metrics", *CONSENSUS_METRICS,
                   "--pruning", json.dumps({"min_units_per_stage": 1}), *evaluation(p.pruned("consensus", "blocks4"))),
-            prune("sglp", "blocks2", "--segments", p.segments, "--calibration-size", 128,
-                  "--calibration-batch-size", 64),
+            prune("sglp", "blocks2", "--segments", p.segments, "--calibration",
+                  json.dumps({"size": 128, "batch_size": 64})),
             cwd=root,
         )
     )  # fmt: skip

@@ -30,9 +30,8 @@ from digits_resnet import (
 )
 
 from layerprune.cli import main as cli_main
-from layerprune.cli.segment import segment_units
 from layerprune.config import validate_config
-from layerprune.criteria import CRITERIA
+from layerprune.criteria import criterion_names
 from layerprune.data import build_dataset
 from layerprune.models import (
     bypass,
@@ -43,7 +42,7 @@ from layerprune.models import (
     unit_names,
 )
 from layerprune.pruning import PruneResult, prune_model, scores_table
-from layerprune.segmentation import DEFAULT_THRESHOLD
+from layerprune.segmentation import DEFAULT_THRESHOLD, segment_units
 from layerprune.selection import Budget
 from layerprune.similarity.extract import Representations
 from layerprune.similarity.tables import candidate_distances
@@ -108,12 +107,16 @@ def _prune(method: str, budget: str, model, reps, loader, segments, distances=No
 def results(model, reps, loader, segments, distances) -> dict[tuple[str, str], PruneResult]:
     """Every criterion under every budget, pruned once for all the checks below."""
     before = unit_names(model)
-    out = {(m, b): _prune(m, b, model, reps, loader, segments, distances) for m in sorted(CRITERIA) for b in BUDGETS}
+    out = {
+        (m, b): _prune(m, b, model, reps, loader, segments, distances)
+        for m in sorted(criterion_names())
+        for b in BUDGETS
+    }
     assert unit_names(model) == before, "prune_model modified the baseline"
     return out
 
 
-CASES = [(m, b) for m in sorted(CRITERIA) for b in BUDGETS]
+CASES = [(m, b) for m in sorted(criterion_names()) for b in BUDGETS]
 
 
 @pytest.mark.parametrize(("method", "budget"), CASES)
@@ -321,7 +324,7 @@ def test_iterative_cka_fine_tunes_between_steps_through_the_command(tmp_path, tm
     argv, out = _prune_command(
         tmp_path, baseline, "cka",
         "--pruning", json.dumps(config["pruning"]), "--finetune", json.dumps(config["finetune"]),
-        "--calibration-size", "64", "--calibration-batch-size", "32",
+        "--calibration", json.dumps({"size": 64, "batch_size": 32}),
     )  # fmt: skip
     assert cli_main(argv) == 0
     plan = json.loads(out["plan"].read_text())
@@ -362,7 +365,7 @@ def test_greedy_loss_through_the_command_needs_no_representations(tmp_path, tmp_
     argv, out = _prune_command(
         tmp_path, trained_checkpoint(tmp_path_factory), "greedy_loss",
         "--pruning", json.dumps({"min_units_per_stage": 1}),
-        "--calibration-size", "64", "--calibration-batch-size", "32",
+        "--calibration", json.dumps({"size": 64, "batch_size": 32}),
     )  # fmt: skip
     assert cli_main(argv) == 0
     plan = json.loads(out["plan"].read_text())

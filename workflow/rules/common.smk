@@ -1,12 +1,14 @@
 # Helpers shared by the stage files: config validation, the wildcard vocabulary, params.
 import json
 import os
+import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from layerprune.config import check_robustness
+from layerprune.criteria import CALIBRATION, CANDIDATES, get_criterion
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_robustness(config)  # what the schema cannot: attack params, real data paths
@@ -59,6 +61,46 @@ def consensus_metrics():
     """Distances of the candidate table, which Consensus votes over: exactly similarity.metrics
     (the cka criterion reads the representations, not this table)."""
     return " ".join(config["similarity"]["metrics"])
+
+
+def prune_inputs(wildcards):
+    """The baseline and exactly the artifacts the criterion's registry record reads (so that, e.g.,
+    changing pruning.segments reruns only the criteria that select per segment)."""
+    criterion = get_criterion(wildcards.method)
+    artifacts = {
+        "representations": rules.extract_activations.output.representations,
+        "candidates": rules.similarity_tables.output.candidates,
+        "segments": rules.segment_layers.output.segments,
+    }
+    reads = [name for name in criterion.stage_inputs(config["pruning"]) if name in artifacts]
+    paths = {"model": rules.baseline_train.output.model, **{name: artifacts[name] for name in reads}}
+    return {name: path.format(experiment=wildcards.experiment) for name, path in paths.items()}
+
+
+def prune_settings(wildcards):
+    """The keys of the pruning section the criterion reads, as JSON (another key's change reruns none of its jobs)."""
+    pruning = config["pruning"]
+    keys = get_criterion(wildcards.method).pruning_keys(pruning)
+    return json.dumps({key: pruning[key] for key in keys}, sort_keys=True)
+
+
+def prune_reads(wildcards, input):
+    """The prune command's flags of the inputs and sections the criterion reads: its artifacts, the
+    candidate table's metrics, the calibration section, and the finetune section only when it
+    fine-tunes between iterative steps (then without epochs, which pruning.finetune_epochs_between
+    sets, and enabled)."""
+    criterion = get_criterion(wildcards.method)
+    pruning = config["pruning"]
+    reads = criterion.stage_inputs(pruning)
+    flags = [f"--{name} {input[name]}" for name in reads if name in input.keys()]
+    if CANDIDATES in reads:
+        flags.append(f"--consensus-metrics {consensus_metrics()}")
+    if CALIBRATION in reads:
+        flags.append(f"--calibration {shlex.quote(as_json('calibration'))}")
+    if criterion.reads_finetune(pruning):
+        settings = {k: v for k, v in config["finetune"].items() if k not in ("enabled", "epochs")}
+        flags.append(f"--finetune {shlex.quote(json.dumps(settings, sort_keys=True))}")
+    return " ".join(flags)
 
 
 def final_stage():

@@ -1,4 +1,5 @@
 # Pruning: for every configured criterion, budget and seed, score the removable units,
+# (reading only what the criterion's registry record says it reads: prune_inputs, prune_reads),
 # select under the budget (plan saved first), physically remove them, and evaluate the
 # pruned model before fine-tuning (in the same job: a second process per model would cost
 # more than the evaluation itself).
@@ -6,10 +7,7 @@
 
 rule prune_model:
     input:
-        model=rules.baseline_train.output.model,
-        representations=rules.extract_activations.output.representations,
-        candidates=rules.similarity_tables.output.candidates,
-        segments=rules.segment_layers.output.segments,
+        unpack(prune_inputs),
     output:
         scores="results/{experiment}/pruned/{method}/{budget}/seed{seed}/scores.csv",
         plan="results/{experiment}/pruned/{method}/{budget}/seed{seed}/plan.json",
@@ -27,12 +25,8 @@ rule prune_model:
         mem_mb=8000,
     params:
         data=as_json("data"),
-        pruning=as_json("pruning"),
-        finetune=as_json("finetune"),
-        consensus_metrics=consensus_metrics(),
-        calibration_size=lookup(dpath="calibration/size", within=config),
-        calibration_batch_size=lookup(dpath="calibration/batch_size", within=config),
-        calibration_seed=lookup(dpath="calibration/seed", within=config),
+        pruning=prune_settings,
+        reads=prune_reads,
         evaluation=as_json("evaluation"),
         country=lookup(dpath="emissions/country_iso_code", within=config),
         emissions_flag=emissions_flag(),
@@ -40,12 +34,8 @@ rule prune_model:
         "Pruning {wildcards.experiment} with {wildcards.method} at {wildcards.budget} (seed {wildcards.seed})"
     shell:
         "layerprune prune --model {input.model} --method {wildcards.method} --budget {wildcards.budget}"
-        " --seed {wildcards.seed} --pruning {params.pruning:q} --finetune {params.finetune:q}"
-        " --data {params.data:q} --representations {input.representations}"
-        " --candidates {input.candidates} --consensus-metrics {params.consensus_metrics}"
-        " --segments {input.segments} --calibration-size {params.calibration_size}"
-        " --calibration-batch-size {params.calibration_batch_size}"
-        " --calibration-seed {params.calibration_seed} --scores {output.scores}"
+        " --seed {wildcards.seed} --pruning {params.pruning:q} --data {params.data:q} {params.reads}"
+        " --scores {output.scores}"
         " --plan {output.plan} --out {output.model} --metrics {output.metrics}"
         " --evaluation {params.evaluation:q} --inference-emissions {output.emissions}"
         " {params.emissions_flag} --country {params.country} --threads {threads} > {log} 2>&1"

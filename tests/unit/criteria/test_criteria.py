@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from digits_resnet import INPUT_SIZE, METRICS
 
-from layerprune.criteria import (
-    CRITERIA,
+from layerprune.criteria import criterion_names
+from layerprune.criteria.scores import (
     angular_scores,
     block_influence_scores,
     consensus_scores,
@@ -41,7 +41,7 @@ def _score(method, trained, representations, distances, calibration_batches, **k
     )
 
 
-@pytest.mark.parametrize("method", sorted(CRITERIA))
+@pytest.mark.parametrize("method", sorted(criterion_names()))
 def test_every_criterion_scores_every_removable_unit(method, trained, representations, distances, calibration_batches):
     scores = _score(method, trained, representations, distances, calibration_batches)
     removable = [u.name for u in get_units(trained.model, INPUT_SIZE) if u.removable]

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from layerprune.cli import build_parser
-from layerprune.cli.segment import segment_units
-from layerprune.segmentation import DEFAULT_THRESHOLD
+from layerprune.segmentation import DEFAULT_THRESHOLD, segment_units
 
 
 def _rows() -> np.ndarray:
