@@ -27,6 +27,7 @@ from layerprune.criteria import REPRESENTATIONS, ScoringInputs, criteria, get_cr
 from layerprune.models import count_macs, count_params, get_units
 from layerprune.models.units import Unit
 from layerprune.selection import Budget, plan_summary, select_per_segment, select_units
+from layerprune.similarity import Precision
 from layerprune.similarity.extract import Representations, extract_representations
 from layerprune.surgery import remove_units
 from layerprune.train import TrainConfig, fit
@@ -84,9 +85,13 @@ def score_units(
     consensus_metrics: Sequence[str] = ("cka",),
     gradnorm_batches: Callable[[], object] | None = None,
     seed: int = 0,
+    precision: Precision | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Scores every candidate with criterion ``method`` (lower = safer to remove).
+
+    ``precision`` is the arithmetic of linear CKA products (``similarity.precision``; None = the
+    features' precision), read by the criteria that list it in their record.
 
     Raises:
         ValueError: an unknown criterion, or an input the criterion reads is missing.
@@ -97,7 +102,7 @@ def score_units(
     inputs = ScoringInputs(
         model=model, candidates=candidates, representations=representations,
         candidate_distances=candidate_distances, consensus_metrics=consensus_metrics,
-        calibration_batches=gradnorm_batches, seed=seed, device=device,
+        calibration_batches=gradnorm_batches, seed=seed, precision=precision, device=device,
     )  # fmt: skip
     return criterion.score(inputs)
 
@@ -132,6 +137,7 @@ def plan_pruning(
     units_per_step: int = 1,
     finetune_between: tuple[TrainConfig, Dataset] | None = None,
     seed: int = 0,
+    precision: Precision | None = None,
     device: torch.device | str = "cpu",
 ) -> PrunePlan:
     """Scores the units and selects them under the budget, without touching ``model``.
@@ -159,6 +165,7 @@ def plan_pruning(
         units_per_step: units removed per iterative cka step.
         finetune_between: (iterative cka) a config and training set to fine-tune with between steps.
         seed: seed of the random criterion.
+        precision: arithmetic of linear CKA products (cka criterion; None = the features' precision).
         device: where scoring runs.
 
     Raises:
@@ -181,7 +188,7 @@ def plan_pruning(
         return _prune_iteratively(
             method, budget, model, input_size, units, total_macs, total_params,
             min_units_per_stage=min_units_per_stage, calibration_loader=calibration_loader,
-            units_per_step=units_per_step, finetune_between=finetune_between, device=device,
+            units_per_step=units_per_step, finetune_between=finetune_between, precision=precision, device=device,
         )  # fmt: skip
 
     def first_batches() -> object:
@@ -192,7 +199,7 @@ def plan_pruning(
     scores = score_units(
         method, model, candidates, representations=representations,
         candidate_distances=candidate_distances, consensus_metrics=consensus_metrics,
-        gradnorm_batches=first_batches, seed=seed, device=device,
+        gradnorm_batches=first_batches, seed=seed, precision=precision, device=device,
     )  # fmt: skip
     if criterion.selection == "per_segment":
         if segments is None:
@@ -240,6 +247,7 @@ def _prune_iteratively(
     calibration_loader: DataLoader | None,
     units_per_step: int,
     finetune_between: tuple[TrainConfig, Dataset] | None,
+    precision: Precision | None,
     device: torch.device | str,
 ) -> PrunePlan:
     """Score, remove the best units, (fine-tune), rescore the smaller model, until the budget is met.
@@ -264,7 +272,9 @@ def _prune_iteratively(
         reps = extract_representations(
             current, calibration_loader, input_size=input_size, matrix=False, device=device, progress=False
         )
-        scores = criterion.score(ScoringInputs(model=current, candidates=reps.candidates, representations=reps))
+        scores = criterion.score(
+            ScoringInputs(model=current, candidates=reps.candidates, representations=reps, precision=precision)
+        )
         if first_scores is None:
             first_scores = {original[k]: v for k, v in scores.items()}
         remaining = budget.value - len(removed) if budget.kind == "blocks" else units_per_step
