@@ -70,7 +70,9 @@ def matmul_precision(precision: Precision | None) -> Iterator[None]:
         torch.set_float32_matmul_precision(previous)
 
 
-def as_matrix(x: ArrayLike, name: str, *, dtype: torch.dtype | None = torch.float64) -> torch.Tensor:
+def as_matrix(
+    x: ArrayLike, name: str, *, dtype: torch.dtype | None = torch.float64, check_finite: bool = True
+) -> torch.Tensor:
     """Return ``x`` as a (n, d) matrix on its own device, in ``dtype``.
 
     Representations of convolutional units come as (n, C, H, W); every trailing dimension is
@@ -80,6 +82,8 @@ def as_matrix(x: ArrayLike, name: str, *, dtype: torch.dtype | None = torch.floa
         x: (n, ...) tensor or array, one row per sample.
         name: name of the argument, used in error messages.
         dtype: the dtype returned; None keeps a floating input's dtype (other inputs become float32).
+        check_finite: check for NaN and infinite values here (callers that centre with :func:`centre` get the
+            same check from it without another pass over the data).
 
     Returns:
         (n, d) tensor (a copy when the dtype changes; never modified in place by callers).
@@ -104,26 +108,60 @@ def as_matrix(x: ArrayLike, name: str, *, dtype: torch.dtype | None = torch.floa
     t = t.reshape(t.shape[0], -1).to(dtype)
     if t.shape[1] == 0:
         raise ValueError(f"{name} has no features (shape {tuple(t.shape)})")
-    if not bool(torch.isfinite(t).all()):
+    if check_finite and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{name} contains NaN or infinite values; check the activations that produced it")
     return t
 
 
-def centre(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Column-centred copy of ``x`` (n, d) in ``dtype``, with the mean accumulated in float64.
+def centre(
+    x: torch.Tensor, dtype: torch.dtype, name: str = "X", *, exact_mean: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Column-centred copy of ``x`` (n, d) in ``dtype``, and the column means; also the finiteness check.
 
-    The mean is summed in float64 (no float32 accumulation error over n rows) and rounded once to ``dtype``
-    before the subtraction, which is then exact up to one rounding per entry: the centred values carry the
-    features' own relative precision. For bfloat16 the subtraction runs in float32 and only the result is
-    rounded to bfloat16. An exactly constant column centres to exact zeros.
+    Two ways, both one subtraction pass in the compute dtype (the centred values carry the features' own
+    relative precision):
+
+    * ``exact_mean=False``: the column sums are one float32 matrix-vector product 1'X, a single read of X (a
+      float64 cast of X costs about five times more on a CPU). Summing n values of mean m in float32 can leave a
+      residual shift of up to ~n u |m| (u = 2^-24), large when |m| is far above the spread; the Gram form
+      removes that residue exactly afterwards by double-centring its b x b Gram matrix in float64
+      (:func:`layerprune.similarity.cka.hsic_statistics`), so it costs the Gram form nothing.
+    * ``exact_mean=True``: the column sums are accumulated in float64, leaving only the rounding of the mean
+      itself; for the feature form, whose O(n d) passes are cheap next to its O(n d^2) products.
+
+    For bfloat16 the centring runs in float32 and only the result is rounded. A constant column centres to
+    exact zeros.
+
+    Args:
+        x: (n, d) features of any floating dtype.
+        dtype: dtype of the centred copy (the products' compute dtype).
+        name: the argument's name for the error message.
+        exact_mean: accumulate the column sums in float64.
+
+    Returns:
+        ``(centred, mean)``: (n, d) in ``dtype`` and the (1, d) means in float32 (float64 for float64).
+
+    Raises:
+        ValueError: when ``x`` holds NaN or infinite values (found through the column sums, at no extra pass).
     """
     work = torch.float32 if dtype == torch.bfloat16 else dtype
-    mean = x.mean(dim=0, keepdim=True, dtype=torch.float64).to(work)
-    return (x.to(work) - mean).to(dtype)
+    xw = x.to(work)
+    if exact_mean:
+        mean = (xw.sum(dim=0, keepdim=True, dtype=torch.float64) / xw.shape[0]).to(work)
+    else:
+        mean = (torch.ones(1, xw.shape[0], dtype=work, device=xw.device) @ xw) / xw.shape[0]
+    if not bool(torch.isfinite(mean).all()):
+        raise ValueError(f"{name} contains NaN or infinite values; check the activations that produced it")
+    return (xw - mean).to(dtype), mean
 
 
 def as_pair(
-    x: ArrayLike, y: ArrayLike, *, min_samples: int = 2, dtype: torch.dtype | None = torch.float64
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    min_samples: int = 2,
+    dtype: torch.dtype | None = torch.float64,
+    check_finite: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate two representations of the same samples and return them as matrices.
 
@@ -132,6 +170,7 @@ def as_pair(
         y: (n, ...) representation of the same n samples, in the same order.
         min_samples: the smallest n the calling estimator is defined for.
         dtype: the dtype returned (None: each input's own floating dtype, see :func:`as_matrix`).
+        check_finite: see :func:`as_matrix`.
 
     Returns:
         ``(x, y)`` as (n, p) and (n, q) tensors on ``x``'s device.
@@ -139,8 +178,8 @@ def as_pair(
     Raises:
         ValueError: when the sample counts differ or are below ``min_samples``.
     """
-    xm = as_matrix(x, "X", dtype=dtype)
-    ym = as_matrix(y, "Y", dtype=dtype).to(xm.device)
+    xm = as_matrix(x, "X", dtype=dtype, check_finite=check_finite)
+    ym = as_matrix(y, "Y", dtype=dtype, check_finite=check_finite).to(xm.device)
     if xm.shape[0] != ym.shape[0]:
         raise ValueError(
             f"X and Y must hold the same samples: X has {xm.shape[0]} rows, Y has {ym.shape[0]}; "

@@ -160,15 +160,11 @@ class HsicStatistics:
         return unbiased_hsic_from_stats(trace, totals[:, None], totals[None, :], rows @ rows.T, self.n)
 
 
-def _centred_units(mats: Sequence[torch.Tensor], dtype: torch.dtype) -> list[torch.Tensor]:
-    """Column-centred copies in ``dtype``; a unit constant on the samples becomes exact zeros."""
-    out = []
-    for m in mats:
-        c = centre(m, dtype)
-        if float(c.abs().max()) <= _CONSTANT_RTOL[dtype] * float(m.abs().max()):
-            c = torch.zeros_like(c)
-        out.append(c)
-    return out
+def _is_constant(centred_sq: torch.Tensor, mean: torch.Tensor, n: int, dtype: torch.dtype) -> bool:
+    """Whether a unit is constant on the samples up to rounding: ||X - 1m'|| <= rtol ||X|| (Frobenius norms,
+    ||X||^2 = ||X - 1m'||^2 + n ||m||^2), from statistics already computed."""
+    raw = float(centred_sq) + n * float(mean.double().square().sum())
+    return float(centred_sq) <= _CONSTANT_RTOL[dtype] ** 2 * raw
 
 
 @torch.no_grad()
@@ -177,28 +173,39 @@ def hsic_statistics(
     *,
     precision: Precision | None = None,
     forms: Sequence[bool] | None = None,
+    names: Sequence[str] | None = None,
 ) -> HsicStatistics:
     """The float64 statistics of linear HSIC among L representations of the same n samples.
 
-    Each unit is centred (mean summed in float64) into the compute dtype of ``precision``; its Gram matrix or
-    cross-covariances are multiplied in that dtype, and every product is converted to float64 before it is summed,
-    so rounding grows with one product's length (d_i or n), not with the number of pairs or batches.
+    Each unit is centred (:func:`layerprune.similarity._inputs.centre`) into the compute dtype of ``precision``;
+    its Gram matrix or cross-covariances are multiplied in that dtype, and every product is converted to float64
+    before anything is summed, so rounding grows with one product's length (d_i or n), not with the number of
+    pairs or batches. Feature-form units are centred with a float64 mean; a Gram-form unit with a float32 mean
+    (one cheap pass), after which its Gram matrix is double-centred in float64 (H K H, O(n^2)), which removes
+    exactly what the float32 mean left. Non-finite features raise; a unit constant on the samples (up to
+    rounding) contributes exact zeros.
 
     Args:
-        features: L validated (n, d_i) matrices (see :func:`layerprune.similarity._inputs.as_matrix`), on one
-            device.
+        features: L (n, d_i) matrices on one device (see :func:`layerprune.similarity._inputs.as_matrix`;
+            finiteness is checked here).
         precision: arithmetic of the products (None: the features' precision; see
             :func:`layerprune.similarity._inputs.compute_dtype`).
         forms: per unit True for the feature form, False for the Gram form; None chooses with
             :func:`choose_forms`. Both give the same statistics up to rounding.
+        names: the units' names for error messages (default ``features[i]``).
 
     Returns:
         :class:`HsicStatistics` on the features' device.
+
+    Raises:
+        ValueError: when a representation holds NaN or infinite values.
     """
     n = int(features[0].shape[0])
     widths = [int(f.shape[1]) for f in features]
     if forms is None:
         forms = choose_forms(widths, n)
+    if names is None:
+        names = [f"features[{i}]" for i in range(len(features))]
     dtype = compute_dtype(precision, *(f.dtype for f in features))
     device = features[0].device
     f64 = torch.float64
@@ -209,11 +216,16 @@ def hsic_statistics(
     gram_ids = [i for i in range(num) if not forms[i]]
     feat_ids = [i for i in range(num) if forms[i]]
     with matmul_precision(precision):
-        # Feature form: centred features kept (in the compute dtype and in float64 for the cheap sums).
-        feats = dict(zip(feat_ids, _centred_units([features[i] for i in feat_ids], dtype)))
-        feats64 = {i: c.to(f64) for i, c in feats.items()}
-        for i, c64 in feats64.items():
-            diag[i] = (c64 * c64).sum(dim=1)
+        # Feature form: centred features kept (in the compute dtype, and in float64 for the cheap O(n d) sums).
+        feats: dict[int, torch.Tensor] = {}
+        feats64: dict[int, torch.Tensor] = {}
+        for i in feat_ids:
+            c, mean = centre(features[i], dtype, names[i], exact_mean=True)
+            c64 = c.to(f64)
+            sq = (c64 * c64).sum(dim=1)
+            if _is_constant(sq.sum(), mean, n, dtype):
+                c, c64, sq = torch.zeros_like(c), torch.zeros_like(c64), torch.zeros_like(sq)
+            feats[i], feats64[i], diag[i] = c, c64, sq
             rows[i] = c64 @ c64.sum(dim=0)
         for a, i in enumerate(feat_ids):
             for j in feat_ids[a:]:
@@ -222,9 +234,13 @@ def hsic_statistics(
         # Gram form: one unit at a time, so only one centred copy of a wide unit exists at once.
         flat = torch.empty(len(gram_ids), n * n, dtype=f64, device=device)
         for a, i in enumerate(gram_ids):
-            (c,) = _centred_units([features[i]], dtype)
+            c, mean = centre(features[i], dtype, names[i])
             gram = c @ c.T
-            gram64 = gram.to(f64)
+            del c
+            gram64 = centre_gram(gram.to(f64))
+            if _is_constant(gram64.diagonal().sum(), mean, n, dtype):
+                gram.zero_()
+                gram64.zero_()
             flat[a] = gram64.reshape(-1)
             diag[i] = gram64.diagonal()
             rows[i] = gram64.sum(dim=1)
@@ -293,8 +309,8 @@ def linear_cka(X: ArrayLike, Y: ArrayLike, unbiased: bool = False, *, precision:
     Raises:
         ValueError: on mismatched sample counts, too few samples, non-finite values or a constant representation.
     """
-    x, y = as_pair(X, Y, min_samples=4 if unbiased else 2, dtype=None)
-    stats = hsic_statistics([x, y], precision=precision)
+    x, y = as_pair(X, Y, min_samples=4 if unbiased else 2, dtype=None, check_finite=False)
+    stats = hsic_statistics([x, y], precision=precision, names=["X", "Y"])
     h = stats.unbiased() if unbiased else stats.biased()
     return _ratio(h[0, 1], h[0, 0], h[1, 1])
 

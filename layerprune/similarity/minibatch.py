@@ -109,7 +109,7 @@ class MinibatchCKA:
             raise ValueError(f"update() got {len(features)} representations, expected one per unit ({self.num_units})")
         mats: list[torch.Tensor] = []
         for i, f in enumerate(features):
-            x = as_matrix(f, f"features[{i}]", dtype=None)
+            x = as_matrix(f, f"features[{i}]", dtype=None, check_finite=False)  # checked by hsic_statistics
             if mats and x.shape[0] != mats[0].shape[0]:
                 raise ValueError(
                     f"features[{i}] has {x.shape[0]} samples but features[0] has {mats[0].shape[0]}; every unit's "

@@ -101,16 +101,32 @@ def test_linear_cka_float32_close_to_float64_in_both_forms(unbiased: bool) -> No
 
 
 def test_centring_is_safe_for_features_far_from_zero() -> None:
-    # A large common offset: a float32 mean summed in float32 would lose digits; ours sums it in float64.
-    feats = [f + 3000.0 for f in _units(500, (32, 48))]
-    exact = linear_cka(feats[0], feats[1], precision="float64")
-    assert linear_cka(feats[0], feats[1], precision="float32") == pytest.approx(exact, abs=1e-6)
-    centred = centre(feats[0], torch.float32)
-    assert centred.dtype == torch.float32
-    exact_mean = feats[0].double().mean(dim=0)
-    assert float((centred.double().mean(dim=0)).abs().max()) <= float(torch.finfo(torch.float32).eps) * float(
-        exact_mean.abs().max()
-    )
+    # A large common offset: a mean summed in float32 leaves a shift of up to n u |m|; both forms remove it.
+    for n, widths in ((500, (32, 48)), (64, (300, 200))):  # feature form, Gram form
+        feats = [f + 3000.0 for f in _units(n, widths)]
+        for unbiased in (False, True):
+            exact = linear_cka(feats[0], feats[1], unbiased=unbiased, precision="float64")
+            got = linear_cka(feats[0], feats[1], unbiased=unbiased, precision="float32")
+            assert got == pytest.approx(exact, abs=1e-6)
+    x = _units(500, (32,))[0] + 3000.0
+    for exact_mean in (False, True):
+        centred, mean = centre(x, torch.float32, exact_mean=exact_mean)
+        assert centred.dtype == torch.float32 and mean.shape == (1, 32)
+    # the float64-accumulated mean leaves only its own rounding: a few units in the last place of the mean
+    residue = float(centred.double().mean(dim=0).abs().max())
+    assert residue <= 8 * float(torch.finfo(torch.float32).eps) * float(x.double().mean(dim=0).abs().max())
+
+
+def test_non_finite_features_are_refused_by_name() -> None:
+    feats = _units(20, (6, 6))
+    feats[1][3, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"features\[1\] contains NaN or infinite values"):
+        cka_matrix(feats)
+    with pytest.raises(ValueError, match="Y contains NaN or infinite values"):
+        linear_cka(feats[0], feats[1])
+    feats[1][3, 2] = float("inf")
+    with pytest.raises(ValueError, match="Y contains NaN or infinite values"):
+        linear_cka(feats[0], feats[1], precision="float64")
 
 
 def test_constant_float32_unit_is_nan_not_noise(caplog: pytest.LogCaptureFixture) -> None:
