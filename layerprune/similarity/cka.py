@@ -160,11 +160,17 @@ class HsicStatistics:
         return unbiased_hsic_from_stats(trace, totals[:, None], totals[None, :], rows @ rows.T, self.n)
 
 
-def _is_constant(centred_sq: torch.Tensor, mean: torch.Tensor, n: int, dtype: torch.dtype) -> bool:
-    """Whether a unit is constant on the samples up to rounding: ||X - 1m'|| <= rtol ||X|| (Frobenius norms,
-    ||X||^2 = ||X - 1m'||^2 + n ||m||^2), from statistics already computed."""
-    raw = float(centred_sq) + n * float(mean.double().square().sum())
-    return float(centred_sq) <= _CONSTANT_RTOL[dtype] ** 2 * raw
+def _constant_or_bad(
+    centred_sq: torch.Tensor, mean_sq: torch.Tensor, n: int, dtype: torch.dtype, names: Sequence[str]
+) -> torch.Tensor:
+    """Mask of units constant on the samples up to rounding, ||X - 1m'|| <= rtol ||X|| (Frobenius norms, with
+    ||X||^2 = ||X - 1m'||^2 + n ||m||^2), from statistics already computed; raises on non-finite features (a NaN
+    or infinity in a column makes its mean, hence ||m||^2, non-finite)."""
+    bad = ~torch.isfinite(mean_sq)
+    if bool(bad.any()):
+        name = names[int(bad.nonzero()[0, 0])]
+        raise ValueError(f"{name} contains NaN or infinite values; check the activations that produced it")
+    return centred_sq <= _CONSTANT_RTOL[dtype] ** 2 * (centred_sq + n * mean_sq)
 
 
 @torch.no_grad()
@@ -215,41 +221,59 @@ def hsic_statistics(
     rows = torch.zeros(num, n, dtype=f64, device=device)
     gram_ids = [i for i in range(num) if not forms[i]]
     feat_ids = [i for i in range(num) if forms[i]]
+    feat_names = [names[i] for i in feat_ids]
+    gram_names = [names[i] for i in gram_ids]
     with matmul_precision(precision):
         # Feature form: centred features kept (in the compute dtype, and in float64 for the cheap O(n d) sums).
-        feats: dict[int, torch.Tensor] = {}
-        feats64: dict[int, torch.Tensor] = {}
-        for i in feat_ids:
-            c, mean = centre(features[i], dtype, names[i], exact_mean=True)
-            c64 = c.to(f64)
-            sq = (c64 * c64).sum(dim=1)
-            if _is_constant(sq.sum(), mean, n, dtype):
-                c, c64, sq = torch.zeros_like(c), torch.zeros_like(c64), torch.zeros_like(sq)
-            feats[i], feats64[i], diag[i] = c, c64, sq
-            rows[i] = c64 @ c64.sum(dim=0)
+        feats: list[torch.Tensor] = []
+        feats64: list[torch.Tensor] = []
+        mean_sq = torch.zeros(len(feat_ids), dtype=f64, device=device)
         for a, i in enumerate(feat_ids):
-            for j in feat_ids[a:]:
-                value = (feats[i].T @ feats[j]).to(f64).square().sum()
+            c, mean = centre(features[i], dtype, exact_mean=True)
+            feats.append(c)
+            feats64.append(c.to(f64))
+            mean_sq[a] = (mean @ mean.T).squeeze()
+        if feat_ids:
+            sq = torch.stack([(c64 * c64).sum(dim=1) for c64 in feats64])
+            constant = _constant_or_bad(sq.sum(dim=1), mean_sq, n, dtype, feat_names).tolist()
+            for a, is_constant in enumerate(constant):
+                if is_constant:
+                    feats[a], feats64[a] = torch.zeros_like(feats[a]), torch.zeros_like(feats64[a])
+                    sq[a] = 0.0
+            index = torch.tensor(feat_ids, device=device)
+            diag[index] = sq
+            rows[index] = torch.stack([c64 @ c64.sum(dim=0) for c64 in feats64])
+        for a, i in enumerate(feat_ids):
+            for b_, j in enumerate(feat_ids[a:], start=a):
+                value = (feats[a].T @ feats[b_]).to(f64).square().sum()
                 trace[i, j] = trace[j, i] = value
-        # Gram form: one unit at a time, so only one centred copy of a wide unit exists at once.
-        flat = torch.empty(len(gram_ids), n * n, dtype=f64, device=device)
-        for a, i in enumerate(gram_ids):
-            c, mean = centre(features[i], dtype, names[i])
-            gram = c @ c.T
-            del c
-            gram64 = centre_gram(gram.to(f64))
-            if _is_constant(gram64.diagonal().sum(), mean, n, dtype):
-                gram.zero_()
-                gram64.zero_()
-            flat[a] = gram64.reshape(-1)
-            diag[i] = gram64.diagonal()
-            rows[i] = gram64.sum(dim=1)
-            for j in feat_ids:  # tr(K_i X_j X_j') = sum((K_i X_j) * X_j)
-                value = ((gram @ feats[j]).to(f64) * feats64[j]).sum()
-                trace[i, j] = trace[j, i] = value
+        # Gram form: one unit's centred copy at a time; the Gram matrices are stacked and finished in a few
+        # batched float64 operations (double-centring, diagonals, row sums, all pairwise inner products).
         if gram_ids:
+            grams = torch.empty(len(gram_ids), n, n, dtype=dtype, device=device)
+            mean_sq = torch.zeros(len(gram_ids), dtype=f64, device=device)
+            for a, i in enumerate(gram_ids):
+                c, mean = centre(features[i], dtype)
+                torch.matmul(c, c.T, out=grams[a])
+                mean_sq[a] = (mean @ mean.T).squeeze()
+                del c
+            g64 = grams.to(f64)
+            g64 -= g64.mean(dim=1, keepdim=True)  # H K H, exact in float64: removes the float32 mean's residue
+            g64 -= g64.mean(dim=2, keepdim=True)
+            sq = g64.diagonal(dim1=1, dim2=2).sum(dim=1)
+            constant = _constant_or_bad(sq, mean_sq, n, dtype, gram_names)
+            if bool(constant.any()):
+                g64[constant] = 0.0
+                grams[constant] = 0.0
             index = torch.tensor(gram_ids, device=device)
+            diag[index] = g64.diagonal(dim1=1, dim2=2)
+            rows[index] = g64.sum(dim=2)
+            flat = g64.reshape(len(gram_ids), -1)
             trace[index[:, None], index[None, :]] = flat @ flat.T
+            for a, i in enumerate(gram_ids):  # tr(K_i X_j X_j') = sum((K_i X_j) * X_j)
+                for b_, j in enumerate(feat_ids):
+                    value = ((grams[a] @ feats[b_]).to(f64) * feats64[b_]).sum()
+                    trace[i, j] = trace[j, i] = value
     return HsicStatistics(trace=trace, diag=diag, rows=rows, n=n)
 
 
