@@ -178,3 +178,17 @@ def test_precision_config_key_defaults_to_float32_and_rejects_typos() -> None:
     )
     with pytest.raises(ValueError, match="float16"):
         validate_config({"experiment": "x", "similarity": {"precision": "float16"}})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("mode", ["unbiased", "sglp"])
+def test_cuda_matrix_matches_the_cpu_float64_matrix(mode: str) -> None:
+    feats = _units(256, (4096, 2048, 64, 1024))
+    before = torch.get_float32_matmul_precision()
+    reference = cka_matrix(feats, mode=mode, batch_size=128, precision="float64")
+    on_gpu = [f.cuda() for f in feats]
+    for precision, bound in (("float64", 1e-10), ("float32", 1e-6), ("tf32", 1e-2), ("bfloat16", 2e-2)):
+        got = cka_matrix(on_gpu, mode=mode, batch_size=128, precision=precision)
+        assert np.abs(got - reference).max() <= bound, precision
+    assert torch.get_float32_matmul_precision() == before  # TF32 was switched on only inside the products
