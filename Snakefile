@@ -40,6 +40,7 @@ include: "workflow/rules/finetune.smk"
 include: "workflow/rules/robustness.smk"
 include: "workflow/rules/summarize.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/shortcut.smk"
 
 
 rule all:

@@ -21,6 +21,7 @@ __all__ = [
     "SCHEMA_PATH",
     "ConfigError",
     "check_robustness",
+    "check_shortcut",
     "defaults",
     "load_config",
     "validate_config",
@@ -113,6 +114,7 @@ def validate_config(config: dict) -> dict:
     if lines:
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     check_robustness(config)
+    check_shortcut(config)
     return config
 
 
@@ -161,6 +163,33 @@ def check_robustness(config: dict) -> None:
             check_ood_set(entry["name"], entry["path"])
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(f"invalid config:\n  {err}") from None
+
+
+#: Grey-scale (one-channel) data sets: the shortcut's colour cue needs RGB.
+_GREY = ("digits", "fashion-mnist")
+
+
+def check_shortcut(config: dict) -> None:
+    """What the schema cannot check in the ``shortcut`` section of a schema-validated config: a colour cue on
+    grey-scale data, and a box larger than the configured image size. Imports no torch.
+
+    Raises:
+        ConfigError: naming the key, the bad value and the fix.
+    """
+    section, data = config["shortcut"], config["data"]
+    if not section["enabled"]:
+        return
+    if section["cue"] == "colour" and data["name"] in _GREY:
+        raise ConfigError(
+            f"invalid config:\n  shortcut.cue: colour needs RGB images, but {data['name']} is grey-scale; "
+            "use cue: pattern (or auto)"
+        )
+    size = data.get("image_size")
+    if size is not None and section["size"] > size:
+        raise ConfigError(
+            f"invalid config:\n  shortcut.size: {section['size']} does not fit data.image_size {size}; "
+            f"choose a size <= {size}"
+        )
 
 
 def load_config(path: str | os.PathLike) -> dict:

@@ -13,15 +13,28 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["atomic_path", "read_json", "read_table", "write_csv", "write_json", "write_text"]
+__all__ = [
+    "atomic_path",
+    "read_json",
+    "read_table",
+    "write_bytes",
+    "write_csv",
+    "write_json",
+    "write_text",
+    "write_with",
+]
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike, suffix: str | None = None, *, fsync: bool = False) -> Iterator[Path]:
     """Yields a temporary path beside ``path``; on success renames it onto ``path``.
 
-    The temporary file keeps the target's suffix (some writers choose the format from it).
-    On error it is removed and ``path`` is left untouched.
+    This is the package's one atomic writer: every artifact goes through it (directly, or through
+    :func:`write_with` and the ``write_*`` helpers). The temporary file keeps the target's suffix
+    (some writers choose the format from it) and gets the permissions ``open()`` would give. With
+    ``fsync`` its contents are flushed to disk before the rename (a resumable training state that
+    must survive a power cut, not only a killed process). On error it is removed and ``path`` is
+    left untouched.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +44,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.umask(umask)
     try:
         yield Path(tmp)
+        if fsync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give what open() would
         os.replace(tmp, target)
     except BaseException:
@@ -38,14 +54,22 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
-def _write(path: str | os.PathLike, writer: Callable[[Path], None]) -> Path:
-    with atomic_path(path) as tmp:
+def write_with(path: str | os.PathLike, writer: Callable[[Path], object], *, fsync: bool = False) -> Path:
+    """Writes ``path`` atomically with ``writer``, a callback that receives the temporary path and
+    writes it (``lambda tmp: torch.save(state, tmp)``, ``lambda tmp: fig.savefig(tmp)``)."""
+    with atomic_path(path, fsync=fsync) as tmp:
         writer(tmp)
     return Path(path)
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    return _write(path, lambda tmp: tmp.write_text(text))
+def write_text(path: str | os.PathLike, text: str, *, fsync: bool = False) -> Path:
+    """Writes ``text`` (UTF-8, newlines as given) atomically."""
+    return write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline=""), fsync=fsync)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:
+    """Writes ``data`` atomically."""
+    return write_with(path, lambda tmp: tmp.write_bytes(data), fsync=fsync)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -75,7 +99,7 @@ def read_table(path: str | os.PathLike, needed: Sequence[str] = ()) -> pd.DataFr
 
 
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
-    return _write(path, lambda tmp: frame.to_csv(tmp, index=False))
+    return write_with(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 def _jsonable(obj: Any) -> Any:

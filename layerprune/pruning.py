@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from layerprune.criteria import REPRESENTATIONS, ScoringInputs, criteria, get_criterion
 from layerprune.models import count_macs, count_params, get_units
-from layerprune.models.units import Unit
+from layerprune.models.units import Unit, renumber_after_removal
 from layerprune.selection import Budget, plan_summary, select_per_segment, select_units
 from layerprune.similarity import Precision
 from layerprune.similarity.extract import Representations, extract_representations
@@ -291,7 +291,8 @@ def _prune_iteratively(
         removed += [original[c] for c in chosen]
         log.info("step %d: removed %s", len(steps), [original[c] for c in chosen])
         current = remove_units(current.cpu(), chosen)
-        original = _renumber(original, chosen, current)
+        renamed = renumber_after_removal(list(original), chosen)
+        original = {renamed[name]: orig for name, orig in original.items() if name in renamed}
         if finetune_between is not None and finetune_between[0].epochs > 0:
             config, train_set = finetune_between
             with tempfile.TemporaryDirectory() as workdir:
@@ -299,17 +300,3 @@ def _prune_iteratively(
     plan = plan_summary(units, removed, total_macs, total_params)
     plan["steps"] = steps
     return PrunePlan(plan=plan, scores=first_scores or {}, pruned=current.cpu(), steps=steps)
-
-
-def _renumber(original: dict[str, str], chosen: Sequence[str], pruned: nn.Module) -> dict[str, str]:
-    """Maps the pruned model's unit names to the baseline's, after ``chosen`` were removed."""
-    mapping = {}
-    for stage in pruned.stage_names:
-        survivors = sorted(
-            (int(name.split(".")[1]), orig)
-            for name, orig in original.items()
-            if name.split(".")[0] == stage and name not in chosen
-        )
-        for new_index, (_, orig) in enumerate(survivors):
-            mapping[f"{stage}.{new_index}"] = orig
-    return mapping

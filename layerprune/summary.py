@@ -25,6 +25,7 @@ import pandas as pd
 
 from layerprune.criteria import criteria
 from layerprune.io import read_json, read_table, write_csv, write_text
+from layerprune.robustness.shortcut_table import SHORTCUT_COLUMNS, shortcut_columns
 from layerprune.selection import Budget
 
 __all__ = [
@@ -80,6 +81,7 @@ SUMMARY_COLUMNS = (
     "corruption_accuracy_mean",
     "mce",
     "mce_corruptions",
+    *SHORTCUT_COLUMNS,
 )
 
 #: Display names of the methods in tables and legends (the criterion registry's labels, in its order);
@@ -138,6 +140,8 @@ class RunFiles:
         pruned_inference_emissions: emissions of evaluating the pruned model, where a stage writes one.
         adversarial, corruptions: ``robustness/<method>/<budget>/seed<N>/{adversarial,corruptions}.csv``; they
             describe the last model of the run (fine-tuned when fine-tuning ran, else pruned) and go to that row.
+        shortcut: ``robustness/<method>/<budget>/seed<N>/shortcut.csv`` (that last model after fine-tuning on
+            the biased set), to the same row.
     """
 
     method: str
@@ -151,6 +155,7 @@ class RunFiles:
     pruned_inference_emissions: Path | None = None
     adversarial: Path | None = None
     corruptions: Path | None = None
+    shortcut: Path | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> RunFiles:
@@ -189,6 +194,7 @@ def collect_runs(
     adversarial: Sequence[str | Path] = (),
     corruptions: Sequence[str | Path] = (),
     pruned_inference_emissions: Sequence[str | Path] = (),
+    shortcut: Sequence[str | Path] = (),
 ) -> list[RunFiles]:
     """Groups flat file lists (as Snakemake passes them) into one :class:`RunFiles` per run, by :func:`run_key`.
 
@@ -208,6 +214,7 @@ def collect_runs(
         "adversarial": adversarial,
         "corruptions": corruptions,
         "pruned_inference_emissions": pruned_inference_emissions,
+        "shortcut": shortcut,
     }
     by_run: dict[tuple[str, str, int], dict[str, Any]] = {}
     for kind, paths in kinds.items():
@@ -281,9 +288,7 @@ def _corruption_stats(path: Path | None, baseline: pd.DataFrame | None) -> tuple
     frame = _read_table(path, _CORRUPTION_COLUMNS)
     if frame is None or frame.empty:
         return math.nan, math.nan, pd.NA
-    from layerprune.robustness.corruptions import (
-        corruption_summary,  # lazy: pulls in torch
-    )
+    from layerprune.robustness.mce import corruption_summary
 
     overall = corruption_summary(frame).query("level == 'overall'")["accuracy"].iloc[0]
     mce, used = math.nan, pd.NA
@@ -309,6 +314,7 @@ def build_summary(
     baseline_inference_emissions: str | Path | None = None,
     baseline_adversarial: str | Path | None = None,
     baseline_corruptions: str | Path | None = None,
+    baseline_shortcut: str | Path | None = None,
 ) -> pd.DataFrame:
     """Joins an experiment's result files into one tidy table (see the module docstring for conventions).
 
@@ -320,6 +326,7 @@ def build_summary(
         baseline_inference_emissions: ``baseline/emissions_inference.csv`` (optional).
         baseline_adversarial, baseline_corruptions: ``robustness/baseline/*.csv`` (optional). The baseline
             corruptions are the reference of every run's mCE.
+        baseline_shortcut: ``robustness/baseline/shortcut.csv`` (optional).
 
     Returns:
         DataFrame with :data:`SUMMARY_COLUMNS`: the baseline row, then per run a ``pruned`` row and, when
@@ -370,6 +377,7 @@ def build_summary(
             "corruption_accuracy_mean": corr_mean,
             "mce": base_mce,
             "mce_corruptions": base_used,
+            **shortcut_columns(baseline_shortcut),
         }
     ]
     seen: set[tuple[str, str, int]] = set()
@@ -400,6 +408,7 @@ def _run_rows(run: RunFiles, base: Mapping[str, Any], base_corr: pd.DataFrame | 
         stages.append(("finetuned", run.finetuned_metrics))
     adv = _adversarial_mean(run.adversarial)
     corr_mean, mce, mce_used = _corruption_stats(run.corruptions, base_corr)
+    shortcut = shortcut_columns(run.shortcut)
     rows = []
     for stage, path in stages:
         metrics = _read_metrics(path)
@@ -434,6 +443,7 @@ def _run_rows(run: RunFiles, base: Mapping[str, Any], base_corr: pd.DataFrame | 
                 "corruption_accuracy_mean": corr_mean if last else math.nan,
                 "mce": mce if last else math.nan,
                 "mce_corruptions": mce_used if last else pd.NA,
+                **(shortcut if last else shortcut_columns(None)),
             }
         )
     return rows

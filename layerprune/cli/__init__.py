@@ -30,6 +30,7 @@ COMMANDS = {
     "finetune": "finetune",
     "corrupt": "robustness",
     "robustness": "robustness",
+    "shortcut": "shortcut",
     "summarize": "summarize",
     "figures": "figures",
 }

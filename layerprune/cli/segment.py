@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from layerprune.config import defaults
 from layerprune.io import write_json
-from layerprune.segmentation import DEFAULT_THRESHOLD, segment_units
+from layerprune.segmentation import segment_units
 from layerprune.similarity.extract import Representations
 
 
@@ -20,12 +21,15 @@ def _run(args: argparse.Namespace) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("segment", help="Fisher optimal segmentation of units (SGLP)")
+    pruning = defaults("pruning")
     p.add_argument("--representations", type=Path, required=True, help="output of `layerprune extract`")
-    p.add_argument("--segments", default="auto", help="number of segments, or auto")
+    p.add_argument(
+        "--segments", default=pruning["segments"], help="number of segments, or auto (the config's pruning.segments)"
+    )
     p.add_argument(
         "--threshold",
         type=float,
-        default=DEFAULT_THRESHOLD,
+        default=pruning["segment_threshold"],
         help="auto rule: the smallest k with loss(k) <= threshold * loss(1), threshold in [0, 1) "
         "(the config's pruning.segment_threshold)",
     )

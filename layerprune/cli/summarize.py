@@ -30,6 +30,7 @@ def _run(args: argparse.Namespace) -> None:
         adversarial=args.adversarial,
         corruptions=args.corruptions,
         pruned_inference_emissions=args.pruned_inference_emissions,
+        shortcut=args.shortcut,
     )
     summary = build_summary(
         args.baseline_metrics,
@@ -38,6 +39,7 @@ def _run(args: argparse.Namespace) -> None:
         baseline_inference_emissions=args.baseline_inference_emissions,
         baseline_adversarial=args.baseline_adversarial,
         baseline_corruptions=args.baseline_corruptions,
+        baseline_shortcut=args.baseline_shortcut,
     )
     write_summary(args.out, summary)
     logger.info("wrote %s (%d rows, %d runs)", args.out, len(summary), len(runs))
@@ -68,6 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="robustness/baseline/corruptions.csv (the reference of every run's mCE)",
     )
+    p.add_argument("--baseline-shortcut", type=Path, default=None, help="robustness/baseline/shortcut.csv")
     p.add_argument(
         "--pruned-metrics",
         **files,
@@ -91,6 +94,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--adversarial", **files, help="robustness/<method>/<budget>/seed<N>/adversarial.csv (of each run's last model)"
     )
     p.add_argument("--corruptions", **files, help="robustness/<method>/<budget>/seed<N>/corruptions.csv")
+    p.add_argument(
+        "--shortcut", **files, help="robustness/<method>/<budget>/seed<N>/shortcut.csv (of each run's last model)"
+    )
     p.add_argument("--out", type=Path, required=True, help="summary.csv to write")
     p.add_argument("--table-md", type=Path, default=None, help="main table as Markdown (tables/main.md)")
     p.add_argument("--table-tex", type=Path, default=None, help="main table as LaTeX (tables/main.tex)")

@@ -79,8 +79,16 @@ class DatasetInfo:
         }
 
 
+def _section(cfg: dict) -> dict:
+    """The data section with the schema's defaults filled in (a ConfigError names a bad key): library callers may
+    pass only what they change, e.g. ``{"name": "digits"}``."""
+    from layerprune.config import validate_section
+
+    return validate_section("data", cfg)
+
+
 def _source(cfg: dict) -> Source:
-    name = cfg.get("name")
+    name = cfg["name"]
     if name not in SOURCES:
         raise ValueError(f"unknown data set {name!r}; expected one of {sorted(SOURCES)}")
     return SOURCES[name]
@@ -92,19 +100,20 @@ def dataset_info(cfg: dict, split: str = "train") -> DatasetInfo:
     ``split`` is the split whose sub-folders an imagefolder's classes are counted in, so
     that loading only the test split never unpacks the training set.
     """
+    cfg = _section(cfg)
     source = _source(cfg)
-    num_classes = cfg.get("num_classes") or source.num_classes
+    num_classes = cfg["num_classes"] or source.num_classes
     if num_classes is None:  # imagefolder: one class per sub-folder
         num_classes = len(_imagefolder_dataset(cfg, split, None).classes)
-    mean = tuple(cfg.get("mean") or source.mean)
-    std = tuple(cfg.get("std") or source.std)
+    mean = tuple(cfg["mean"] or source.mean)
+    std = tuple(cfg["std"] or source.std)
     if len(mean) != source.in_channels or len(std) != source.in_channels:
         raise ValueError(f"data.mean/data.std need {source.in_channels} values for {cfg['name']}, got {mean} / {std}")
     return DatasetInfo(
         name=cfg["name"],
         num_classes=int(num_classes),
         in_channels=source.in_channels,
-        image_size=int(cfg.get("image_size") or source.image_size),
+        image_size=int(cfg["image_size"] or source.image_size),
         mean=mean,
         std=std,
     )
@@ -223,8 +232,8 @@ def _digits(cfg: dict, split: str) -> tuple[np.ndarray, np.ndarray]:
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)
     train_idx, test_idx = train_test_split(
         np.arange(len(images)),
-        test_size=cfg.get("test_fraction", 0.2),
-        random_state=cfg.get("split_seed", 0),
+        test_size=cfg["test_fraction"],
+        random_state=cfg["split_seed"],
         stratify=bunch.target,
     )
     idx = train_idx if split == "train" else test_idx
@@ -265,7 +274,7 @@ def _cifar(cfg: dict, split: str, root: Path, transform: Callable) -> Dataset:
 
     cls = datasets.CIFAR10 if cfg["name"] == "cifar10" else datasets.CIFAR100
     try:
-        return cls(str(root), train=split == "train", transform=transform, download=cfg.get("download", False))
+        return cls(str(root), train=split == "train", transform=transform, download=cfg["download"])
     except RuntimeError as err:
         raise FileNotFoundError(
             f"{cfg['name']} not found under {root} ({err}); put the python version of the data set "
@@ -301,10 +310,10 @@ def _unpack(tar_path: Path, cache: Path) -> Path:
 def _imagefolder_dataset(cfg: dict, split: str, transform: Callable | None) -> Dataset:
     from torchvision import datasets
 
-    root = Path(cfg["root"]) if cfg.get("root") else None
+    root = Path(cfg["root"]) if cfg["root"] else None
     if root is None:
         raise ValueError("data.root is required for data.name: imagefolder")
-    sub = cfg.get("train_dir", "train") if split == "train" else cfg.get("test_dir", "test")
+    sub = cfg["train_dir"] if split == "train" else cfg["test_dir"]
     folder = root / sub
     if not folder.is_dir():
         tar = root / f"{sub}.tar"
@@ -313,7 +322,7 @@ def _imagefolder_dataset(cfg: dict, split: str, transform: Callable | None) -> D
                 f"image folder {folder} (or {tar}) not found; set data.root to a folder with "
                 f"'{sub}/<class>/<image>' (e.g. ImageNet's train/ and val/, or ../shared/data/cifar10-jpeg)"
             )
-        folder = _unpack(tar, Path(cfg.get("cache_dir") or "resources") / root.name)
+        folder = _unpack(tar, Path(cfg["cache_dir"]) / root.name)
     return datasets.ImageFolder(str(folder), transform=transform)
 
 
@@ -328,15 +337,17 @@ def build_dataset(cfg: dict, split: str, *, augment: bool = False, normalize: bo
             (for attacks, which take normalisation as model preprocessing).
 
     Raises:
-        ValueError: unknown data set or split.
+        ConfigError: the section does not match the schema (unknown key, bad value).
+        ValueError: unknown split.
         FileNotFoundError: the data are not where the config says, with how to get them.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    cfg = _section(cfg)
     info = dataset_info(cfg, split)
     name = cfg["name"]
     source = SOURCES[name]
-    root = Path(cfg.get("root") or source.default_root or ".")
+    root = Path(cfg["root"] or source.default_root or ".")
     if name in ("digits", "fashion-mnist"):
         array_transform = ArrayTransform(
             info.image_size,
@@ -352,9 +363,9 @@ def build_dataset(cfg: dict, split: str, *, augment: bool = False, normalize: bo
     else:
         transform = _transform(cfg, info, augment=augment, normalize=normalize)
         dataset = _imagefolder_dataset(cfg, split, transform)
-    limit = cfg.get(f"{split}_subset")
+    limit = cfg[f"{split}_subset"]
     if limit:
-        dataset = seeded_subset(dataset, int(limit), int(cfg.get("split_seed", 0)))
+        dataset = seeded_subset(dataset, int(limit), int(cfg["split_seed"]))
     return dataset
 
 

@@ -19,17 +19,17 @@ between a killed process's last checkpoint and its death, which nothing recorded
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from layerprune.io import write_csv
 
 __all__ = [
     "ACCUMULATED_COLUMNS",
@@ -156,7 +156,7 @@ def power_sources(tracker: Any) -> dict[str, str]:
 
 
 def append_rows(output_csv: Path, rows: list[dict[str, Any]]) -> None:
-    """Append rows to a CSV atomically (read, concat, write a temp file, ``os.replace``).
+    """Append rows to a CSV atomically (read, concat, write with :func:`layerprune.io.write_csv`).
 
     An exclusive ``flock`` on the CSV's folder serialises concurrent writers (parallel workflow jobs sharing one
     CSV) so that no row is lost between the read and the replace; new columns are added, missing ones left empty.
@@ -167,19 +167,7 @@ def append_rows(output_csv: Path, rows: list[dict[str, Any]]) -> None:
         new = pd.DataFrame(rows)
         if output_csv.exists() and output_csv.stat().st_size > 0:
             new = pd.concat([pd.read_csv(output_csv), new], ignore_index=True)
-        buf = io.StringIO()
-        new.to_csv(buf, index=False)
-        fd, tmp = tempfile.mkstemp(dir=output_csv.parent, prefix=f".{output_csv.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-                fh.write(buf.getvalue())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; match what open() would create
-            os.replace(tmp, output_csv)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_csv(output_csv, new)
 
 
 @contextlib.contextmanager

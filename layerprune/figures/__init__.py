@@ -23,6 +23,7 @@ from layerprune.figures.results import (
     pareto,
 )
 from layerprune.figures.robustness import robustness_adversarial, robustness_corruptions
+from layerprune.figures.shortcut import shortcut
 from layerprune.figures.similarity import cka_segments, criterion_scores
 from layerprune.figures.style import (  # first: selects the Agg backend
     FORMATS,
@@ -43,6 +44,7 @@ __all__ = [
     "robustness_adversarial",
     "robustness_corruptions",
     "save_figure",
+    "shortcut",
 ]
 
 logger = logging.getLogger(__name__)
@@ -123,6 +125,7 @@ FIGURES: dict[str, Callable[[FigureInputs], Figure]] = {
     "energy": _summary_figure(energy),
     "pareto": _summary_figure(pareto),
     "compare_experiments": _compare,
+    "shortcut": _summary_figure(shortcut),
 }
 
 
@@ -134,8 +137,8 @@ def make_figures(
     formats: Sequence[str] = ("png", "pdf"),
     dpi: int = 150,
 ) -> dict[str, list[Path]]:
-    """Draws and writes the figures named in ``only`` (default: every figure but ``compare_experiments``, which
-    is drawn only when asked for or when ``given.compare`` lists other experiments).
+    """Draws and writes the figures named in ``only`` (default: every figure but ``shortcut``, drawn only when
+    asked for, and ``compare_experiments``, drawn only when asked for or when ``given.compare`` lists others).
 
     Returns:
         Figure name -> written paths (one per format).
@@ -149,7 +152,8 @@ def make_figures(
             raise ValueError(f"unknown figures {unknown}; expected some of {list(FIGURES)}")
         names = list(dict.fromkeys(only))
     else:
-        names = [n for n in FIGURES if n != "compare_experiments" or given.compare]
+        # compare_experiments only with other experiments; shortcut only when asked (its section is off by default)
+        names = [n for n in FIGURES if (n != "compare_experiments" or given.compare) and n != "shortcut"]
         if given.summary is None:
             names = [n for n in names if n not in ("accuracy_vs_macs", "energy", "pareto", "compare_experiments")]
     written = {}

@@ -34,16 +34,15 @@ __all__ = [
     "get_units",
     "load_checkpoint",
     "save_checkpoint",
-    "torchvision_resnet",
     "unit_module",
     "unit_names",
 ]
 
 
 def __getattr__(name: str):
-    """``TorchvisionResNet`` and ``torchvision_resnet`` on first use: importing torchvision
-    costs seconds, and most jobs only need the CIFAR ResNets."""
-    if name in ("TorchvisionResNet", "torchvision_resnet"):
+    """``TorchvisionResNet`` on first use (build one with ``get_model("resnet50")``): importing
+    torchvision costs seconds, and most jobs only need the CIFAR ResNets."""
+    if name == "TorchvisionResNet":
         from layerprune.models import imagenet_resnet
 
         return getattr(imagenet_resnet, name)

@@ -14,9 +14,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from layerprune.models.registry import TORCHVISION_LAYOUTS
-
-__all__ = ["TorchvisionResNet", "torchvision_resnet"]
+__all__ = ["TorchvisionResNet"]
 
 _BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
@@ -76,11 +74,3 @@ class TorchvisionResNet(ResNet):
         for name in self.stage_names:
             h = getattr(self, name)(h)
         return self.forward_head(self.forward_penultimate(h))
-
-
-def torchvision_resnet(depth: int, *, num_classes: int = 1000, in_channels: int = 3) -> TorchvisionResNet:
-    """Builds torchvision's ResNet-``depth`` (18, 34 or 50) with random weights."""
-    if depth not in TORCHVISION_LAYOUTS:
-        raise ValueError(f"unknown torchvision ResNet depth {depth}; expected one of {sorted(TORCHVISION_LAYOUTS)}")
-    kind, layers = TORCHVISION_LAYOUTS[depth]
-    return TorchvisionResNet(kind, layers, num_classes=num_classes, in_channels=in_channels)

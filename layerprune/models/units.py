@@ -31,8 +31,13 @@ __all__ = [
     "forward_from",
     "forward_units",
     "get_units",
+    "is_removable",
+    "parse_unit_name",
     "record_outputs",
+    "renumber_after_removal",
     "unit_module",
+    "unit_modules",
+    "unit_name",
     "unit_names",
 ]
 
@@ -46,8 +51,8 @@ class Unit:
         stage: 0-based stage index.
         index: position within the stage.
         position: position among all units, in forward order.
-        removable: True when input and output shapes are equal (no downsampling), so the
-            unit can act as identity.
+        removable: the unit's shortcut is the identity (:func:`is_removable`), so it can act
+            as identity (its input and output shapes are equal).
         macs: multiply-accumulates of one forward pass of one input through this unit.
         params: parameters of the unit.
     """
@@ -75,24 +80,83 @@ def check_prunable(model: nn.Module) -> None:
         )
 
 
+def unit_name(stage: str, index: int) -> str:
+    """The name of unit ``index`` of stage container ``stage``: ``unit_name("layer2", 3) == "layer2.3"``.
+
+    The one place unit names are built (:func:`parse_unit_name` is the one place they are read)."""
+    return f"{stage}.{index}"
+
+
+def parse_unit_name(name: str) -> tuple[str, int]:
+    """``"layer2.3"`` -> ``("layer2", 3)``.
+
+    Raises:
+        ValueError: ``name`` is not ``<stage>.<index>``.
+    """
+    stage, _, index = name.rpartition(".")
+    if not stage or not index.isdigit():
+        raise ValueError(f"{name!r} is not a unit name; expected <stage>.<index>, e.g. 'layer2.3'")
+    return stage, int(index)
+
+
 def unit_names(model: nn.Module) -> list[str]:
     """Names of all units in forward order, e.g. ``["layer1.0", ..., "layer3.8"]``."""
     check_prunable(model)
-    return [f"{stage}.{i}" for stage in model.stage_names for i in range(len(getattr(model, stage)))]
+    return [unit_name(stage, i) for stage in model.stage_names for i in range(len(getattr(model, stage)))]
 
 
 def unit_module(model: nn.Module, name: str) -> nn.Module:
     """The module of unit ``name``; a KeyError lists the valid names."""
-    stage, _, index = name.partition(".")
-    if stage in getattr(model, "stage_names", ()) and index.isdigit():
+    try:
+        stage, index = parse_unit_name(name)
+    except ValueError:
+        stage, index = "", -1
+    if stage in getattr(model, "stage_names", ()):
         container = getattr(model, stage)
-        if int(index) < len(container):
-            return container[int(index)]
+        if index < len(container):
+            return container[index]
     raise KeyError(f"no unit named {name!r}; the model's units are {unit_names(model)}")
 
 
-def _unit_list(model: nn.Module) -> list[nn.Module]:
+def unit_modules(model: nn.Module) -> list[nn.Module]:
+    """The unit modules, in forward order."""
     return [unit for stage in model.stage_names for unit in getattr(model, stage)]
+
+
+def renumber_after_removal(names: Sequence[str], removed: Sequence[str]) -> dict[str, str]:
+    """How unit names change when ``removed`` are taken out: surviving name -> its name in the smaller model.
+
+    Surgery keeps each stage's survivors in order and renumbers them from 0 (as a fresh model with the new
+    ``blocks_per_stage`` names them): removing ``layer1.1`` renames ``layer1.2`` to ``layer1.1``.
+
+    Args:
+        names: every unit name of the model before the removal.
+        removed: the names removed (a subset of ``names``).
+    """
+    unknown = sorted(set(removed) - set(names))
+    if unknown:
+        raise KeyError(f"cannot remove {unknown}: not units of the model ({list(names)})")
+    kept: dict[str, list[tuple[int, str]]] = {}
+    for name in names:
+        if name not in removed:
+            stage, index = parse_unit_name(name)
+            kept.setdefault(stage, []).append((index, name))
+    return {old: unit_name(stage, new) for stage, units in kept.items() for new, (_, old) in enumerate(sorted(units))}
+
+
+def is_removable(module: nn.Module) -> bool:
+    """Whether a unit can be bypassed or removed: its shortcut is the identity, so it maps its input shape to itself.
+
+    CIFAR ResNet blocks say so with an ``nn.Identity`` ``shortcut`` (option A's downsampling shortcut is not one),
+    torchvision's with ``downsample is None``; another family's unit module can declare a ``removable``
+    attribute. :func:`get_units` checks the answer against the shapes of a forward pass.
+    """
+    shortcut = getattr(module, "shortcut", None)
+    if shortcut is not None:
+        return isinstance(shortcut, nn.Identity)
+    if hasattr(module, "downsample"):
+        return module.downsample is None
+    return bool(getattr(module, "removable", False))
 
 
 def get_units(model: nn.Module, input_size: Sequence[int]) -> list[Unit]:
@@ -120,16 +184,22 @@ def get_units(model: nn.Module, input_size: Sequence[int]) -> list[Unit]:
 
     units = []
     for position, name in enumerate(names):
-        stage_name, index = name.split(".")
+        stage_name, index = parse_unit_name(name)
         module = unit_module(model, name)
         in_shape, out_shape = shapes[name]
+        removable = is_removable(module)
+        if removable and in_shape != out_shape:
+            raise RuntimeError(
+                f"unit {name!r} is declared removable but maps {tuple(in_shape)} to {tuple(out_shape)}; "
+                "fix its shortcut/downsample/removable attribute"
+            )
         units.append(
             Unit(
                 name=name,
                 stage=model.stage_names.index(stage_name),
-                index=int(index),
+                index=index,
                 position=position,
-                removable=in_shape == out_shape,
+                removable=removable,
                 macs=per_module.get(name, 0),  # parents already include their children
                 params=sum(p.numel() for p in module.parameters()),
             )
@@ -151,26 +221,16 @@ def bypass(model: nn.Module, names: Sequence[str]) -> Iterator[nn.Module]:
     try:
         for name in names:
             module = unit_module(model, name)
-            if not _is_shape_preserving(module):
+            if not is_removable(module):
                 raise ValueError(f"unit {name!r} changes the shape of its input (downsampling); it is not removable")
-            stage, index = name.split(".")
+            stage, index = parse_unit_name(name)
             container = getattr(model, stage)
-            originals.append((container, int(index), module))
-            container[int(index)] = nn.Identity()
+            originals.append((container, index, module))
+            container[index] = nn.Identity()
         yield model
     finally:
         for container, index, module in reversed(originals):
             container[index] = module
-
-
-def _is_shape_preserving(module: nn.Module) -> bool:
-    """True for blocks with an identity shortcut (torchvision ``downsample is None``, option-A Identity)."""
-    shortcut = getattr(module, "shortcut", None)
-    if shortcut is not None:
-        return isinstance(shortcut, nn.Identity)
-    if hasattr(module, "downsample"):
-        return module.downsample is None
-    return False
 
 
 @contextmanager
@@ -210,7 +270,7 @@ def forward_units(model: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:
     h = model.forward_stem(x)
     stem = h
     outputs = []
-    for unit in _unit_list(model):
+    for unit in unit_modules(model):
         h = unit(h)
         outputs.append(h)
     return stem, outputs
@@ -222,7 +282,7 @@ def forward_from(model: nn.Module, h: Tensor, start: int, *, skip: int | None = 
     ``skip`` (a position >= start) is treated as identity. This is what makes scoring every
     candidate cheap: the prefix before ``start`` is computed once and cached.
     """
-    for position, unit in enumerate(_unit_list(model)):
+    for position, unit in enumerate(unit_modules(model)):
         if position < start or position == skip:
             continue
         h = unit(h)

@@ -21,16 +21,16 @@ if TYPE_CHECKING:
         attack_norm,
         validate_attack_configs,
     )
+    from layerprune.robustness.corruption_eval import evaluate_corruptions
+    from layerprune.robustness.corruption_grid import save_corruption_grid
     from layerprune.robustness.corruptions import (
         CORRUPTIONS,
         GROUPS,
         SEVERITIES,
         corrupt,
         corrupt_dataset,
-        corruption_summary,
-        evaluate_corruptions,
-        save_corruption_grid,
     )
+    from layerprune.robustness.mce import corruption_summary
 
 _WHERE = {
     "ATTACKS": "attack_specs",
@@ -43,9 +43,9 @@ _WHERE = {
     "SEVERITIES": "corruptions",
     "corrupt": "corruptions",
     "corrupt_dataset": "corruptions",
-    "corruption_summary": "corruptions",
-    "evaluate_corruptions": "corruptions",
-    "save_corruption_grid": "corruptions",
+    "corruption_summary": "mce",
+    "evaluate_corruptions": "corruption_eval",
+    "save_corruption_grid": "corruption_grid",
 }
 
 __all__ = [

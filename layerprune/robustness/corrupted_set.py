@@ -20,12 +20,9 @@ import torch
 from layerprune.data import build_dataset, seeded_subset
 from layerprune.io import atomic_path
 from layerprune.robustness._common import check_normalisation
-from layerprune.robustness.corruptions import (
-    CORRUPTIONS,
-    _accuracy,
-    corrupt_dataset,
-    draw_corruption_grid,
-)
+from layerprune.robustness.corruption_eval import accuracy
+from layerprune.robustness.corruption_grid import draw_corruption_grid
+from layerprune.robustness.corruptions import CORRUPTIONS, corrupt_dataset
 from layerprune.robustness.published import read_cifar10c
 
 logger = logging.getLogger(__name__)
@@ -182,7 +179,7 @@ def evaluate_corrupted_set(
             "corruption": name,
             "group": CORRUPTIONS[name],
             "severity": severity,
-            "accuracy": _accuracy(model, data.corrupted[k], labels, mean, std, batch_size, device),
+            "accuracy": accuracy(model, data.corrupted[k], labels, mean, std, batch_size, device),
             "n": len(labels),
         }
         for k, (name, severity) in enumerate(data.keys)

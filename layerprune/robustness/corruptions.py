@@ -21,6 +21,10 @@ here is written again on numpy, scipy, PIL and matplotlib. Deviations from the o
 - ``fog`` draws its plasma fractal on a 32x32 grid (the next power of two for larger images) and crops it.
 - Results are rounded to the nearest integer (the original truncated with ``np.uint8(...)``, a -0.5 bias).
 
+This module holds the corruption kernels only; evaluating a model on corrupted images is in
+:mod:`layerprune.robustness.corruption_eval`, the mCE aggregation in :mod:`layerprune.robustness.mce` and the grid
+figure in :mod:`layerprune.robustness.corruption_grid`.
+
 Images are uint8 arrays ``(H, W, C)`` with ``C = 1`` (grayscale: digits, Fashion-MNIST) or ``C = 3`` (RGB). Grayscale
 images are corrupted natively: colour-specific steps use luminance (snow's brightening, frost's texture) or their
 grayscale special case (brightness in HSV is ``V + c`` when saturation is 0; JPEG in PIL mode ``L``).
@@ -31,18 +35,12 @@ from __future__ import annotations
 import functools
 import io
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import torch
 from PIL import Image
 from scipy import ndimage
-
-from layerprune.robustness._common import check_normalisation
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +48,10 @@ __all__ = [
     "CORRUPTIONS",
     "GROUPS",
     "SEVERITIES",
+    "check_images",
+    "check_name_severity",
     "corrupt",
     "corrupt_dataset",
-    "corruption_summary",
-    "draw_corruption_grid",
-    "evaluate_corruptions",
-    "save_corruption_grid",
 ]
 
 #: Group of each benchmark corruption, in the order of the CIFAR-10-C paper.
@@ -435,14 +431,14 @@ _FUNCTIONS: dict[str, Callable[[np.ndarray, Any, np.random.Generator], np.ndarra
 # ----------------------------------------------------------------------------------------------------------------------
 # public API
 # ----------------------------------------------------------------------------------------------------------------------
-def _check_name_severity(name: str, severity: int) -> None:
+def check_name_severity(name: str, severity: int) -> None:
     if name not in CORRUPTIONS:
         raise ValueError(f"unknown corruption {name!r}; expected one of {list(CORRUPTIONS)}")
     if isinstance(severity, bool) or not isinstance(severity, (int, np.integer)) or severity not in SEVERITIES:
         raise ValueError(f"severity {severity!r} for corruption {name!r} is invalid; expected an int in {SEVERITIES}")
 
 
-def _check_images(images: np.ndarray, ndim: int, what: str) -> None:
+def check_images(images: np.ndarray, ndim: int, what: str) -> None:
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
         got = images.dtype if isinstance(images, np.ndarray) else type(images).__name__
         raise ValueError(
@@ -477,8 +473,8 @@ def corrupt(image: np.ndarray, name: str, severity: int, *, seed: int) -> np.nda
     Raises:
         ValueError: unknown name, severity outside 1..5, or an image that is not uint8 ``(H, W, 1|3)``.
     """
-    _check_name_severity(name, severity)
-    _check_images(image, 3, "image")
+    check_name_severity(name, severity)
+    check_images(image, 3, "image")
     rng = np.random.default_rng(seed)
     x = image.astype(np.float64) / 255.0
     out = _FUNCTIONS[name](x, _PARAMS[name][severity - 1], rng)
@@ -500,300 +496,9 @@ def corrupt_dataset(images: np.ndarray, name: str, severity: int, seed: int) -> 
     Returns:
         uint8 ``(N, H, W, C)``.
     """
-    _check_name_severity(name, severity)
-    _check_images(images, 4, "images")
+    check_name_severity(name, severity)
+    check_images(images, 4, "images")
     out = np.empty_like(images)
     for i, image in enumerate(images):
         out[i] = corrupt(image, name, severity, seed=int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
     return out
-
-
-def _to_model_input(images: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """uint8 ``(N, H, W, C)`` -> normalised float ``(N, C, H, W)``."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return (x - m) / s
-
-
-@torch.no_grad()
-def _accuracy(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    labels: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    batch_size: int,
-    device: torch.device,
-) -> float:
-    correct = 0
-    for start in range(0, len(images), batch_size):
-        x = _to_model_input(images[start : start + batch_size], mean, std).to(device)
-        pred = model(x).argmax(dim=1).cpu()
-        correct += int((pred == labels[start : start + batch_size]).sum())
-    return correct / len(images)
-
-
-def evaluate_corruptions(
-    model: torch.nn.Module,
-    images: np.ndarray,
-    labels: np.ndarray | torch.Tensor | Sequence[int],
-    *,
-    mean: Sequence[float] | None,
-    std: Sequence[float] | None,
-    corruptions: Sequence[str] | None = None,
-    severities: Sequence[int] = SEVERITIES,
-    seed: int = 0,
-    batch_size: int = 256,
-    device: str | torch.device = "cpu",
-) -> pd.DataFrame:
-    """Accuracy of ``model`` on corrupted copies of a test set (CIFAR-10-C protocol).
-
-    Each (corruption, severity) pair corrupts all images with ``corrupt_dataset(images, name, severity, seed)``;
-    images are then scaled to [0, 1] and normalised with ``mean``/``std`` exactly as the model was trained.
-
-    Args:
-        model: classifier mapping normalised ``(n, C, H, W)`` to logits ``(n, num_classes)``; evaluated in eval mode
-            (its previous mode is restored afterwards).
-        images: clean uint8 ``(N, H, W, C)``.
-        labels: ``(N,)`` integer class labels.
-        mean: per-channel mean of the model's input normalisation (for pixels in [0, 1]).
-        std: per-channel standard deviation, same length.
-        corruptions: names from ``CORRUPTIONS``; all 15 when None.
-        severities: subset of 1..5.
-        seed: base seed for the random corruptions.
-        batch_size: images per forward pass.
-        device: where the model runs.
-
-    Returns:
-        Tidy DataFrame with one row per (corruption, severity): ``corruption, group, severity, accuracy, n``.
-
-    Raises:
-        ValueError: missing or mis-sized normalisation, unknown corruption, bad severity, mismatched labels.
-    """
-    _check_images(images, 4, "images")
-    mean, std = check_normalisation(mean, std, images.shape[-1])
-    names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
-    for name in names:
-        for severity in severities:
-            _check_name_severity(name, severity)
-    labels_t = torch.as_tensor(np.asarray(labels), dtype=torch.long).reshape(-1)
-    if labels_t.numel() != len(images):
-        raise ValueError(f"got {labels_t.numel()} labels for {len(images)} images; pass one label per image")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    device = torch.device(device)
-    was_training = model.training
-    model.eval().to(device)
-    rows = []
-    try:
-        for name in names:
-            for severity in severities:
-                corrupted = corrupt_dataset(images, name, severity, seed)
-                acc = _accuracy(model, corrupted, labels_t, mean, std, batch_size, device)
-                logger.info("corruption %s severity %d: accuracy %.4f (n=%d)", name, severity, acc, len(images))
-                rows.append(
-                    {
-                        "corruption": name,
-                        "group": CORRUPTIONS[name],
-                        "severity": int(severity),
-                        "accuracy": acc,
-                        "n": len(images),
-                    }
-                )
-    finally:
-        model.train(was_training)
-    return pd.DataFrame(rows, columns=["corruption", "group", "severity", "accuracy", "n"])
-
-
-def corruption_summary(df: pd.DataFrame, baseline_df: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Aggregate ``evaluate_corruptions`` output: mean accuracy per corruption, per group and overall, plus CE/mCE.
-
-    Following Hendrycks & Dietterich (2019), the corruption error of corruption c is
-    ``CE_c = sum_s err_{s,c} / sum_s err_baseline_{s,c}`` (errors summed over severities), the group CE is the
-    mean of its corruptions' CE, and ``mCE`` (the ``overall`` row) is the mean CE over corruptions. A pruned model is
-    naturally compared with its unpruned parent as baseline (CE < 1: more robust than the parent).
-
-    Where the baseline makes no error on a corruption (likely on small subsets and mild corruptions), its CE is
-    undefined: it is NaN, and the group CE and mCE are means over the corruptions where CE is defined; the column
-    ``ce_corruptions`` counts them (NaN CE only when it is 0). The paper's mCE has no such case, so compare mCEs
-    only between runs with the same count.
-
-    Args:
-        df: rows ``corruption, group, severity, accuracy, n``.
-        baseline_df: the same table for the baseline model, covering every (corruption, severity) of ``df``; when
-            None the ``ce`` column is omitted (a model relative to itself would be 1.0 by definition).
-
-    Returns:
-        DataFrame with columns ``level`` ("corruption", "group" or "overall"), ``name`` (corruption, group, or "all"),
-        ``group`` (the group; "all" for the overall row), ``accuracy`` (mean over severities, and over corruptions for
-        group/overall rows: the overall row's accuracy is the mean corruption accuracy), ``error`` (1 - accuracy) and,
-        with a baseline, ``ce`` and ``ce_corruptions`` (corruptions of the row with a defined CE).
-
-    Raises:
-        ValueError: missing columns, or a baseline lacking some (corruption, severity) of ``df``.
-    """
-    needed = {"corruption", "group", "severity", "accuracy"}
-    for what, table in (("df", df), ("baseline_df", baseline_df)):
-        if table is not None and not needed <= set(table.columns):
-            raise ValueError(
-                f"{what} lacks columns {sorted(needed - set(table.columns))}; pass the output of evaluate_corruptions"
-            )
-    if df.empty:
-        raise ValueError("df has no rows; evaluate at least one corruption and severity")
-    per_c = df.groupby("corruption", sort=False).agg(group=("group", "first"), accuracy=("accuracy", "mean"))
-    ce: pd.Series | None = None
-    if baseline_df is not None:
-        keys = ["corruption", "severity"]
-        merged = df[[*keys, "accuracy"]].merge(
-            baseline_df[[*keys, "accuracy"]], on=keys, how="left", suffixes=("", "_baseline")
-        )
-        missing = merged[merged["accuracy_baseline"].isna()]
-        if not missing.empty:
-            pairs = list(missing[keys].itertuples(index=False, name=None))
-            raise ValueError(
-                f"baseline_df lacks (corruption, severity) pairs {pairs}; evaluate the baseline on the "
-                "same corruptions and severities"
-            )
-        sums = (
-            merged.assign(err=1 - merged["accuracy"], err_b=1 - merged["accuracy_baseline"])
-            .groupby("corruption", sort=False)[["err", "err_b"]]
-            .sum()
-        )
-        defined = sums["err_b"] > 0
-        if not defined.all():
-            logger.warning(
-                "baseline has zero error on corruptions %s, so CE is undefined there; mCE is the mean over the "
-                "other %d corruptions (column ce_corruptions); use more images for the paper's mCE",
-                list(sums.index[~defined]),
-                int(defined.sum()),
-            )
-        ce = (sums["err"] / sums["err_b"]).where(defined)
-    rows = []
-    for name, row in per_c.iterrows():
-        rows.append(
-            {
-                "level": "corruption",
-                "name": name,
-                "group": row["group"],
-                "accuracy": row["accuracy"],
-                **({"ce": ce[name], "ce_corruptions": int(pd.notna(ce[name]))} if ce is not None else {}),
-            }
-        )
-    for group in dict.fromkeys(per_c["group"]):
-        members = per_c.index[per_c["group"] == group]
-        rows.append(
-            {
-                "level": "group",
-                "name": group,
-                "group": group,
-                "accuracy": per_c.loc[members, "accuracy"].mean(),
-                **(
-                    {"ce": ce[members].mean(), "ce_corruptions": int(ce[members].notna().sum())}
-                    if ce is not None
-                    else {}
-                ),
-            }
-        )
-    rows.append(
-        {
-            "level": "overall",
-            "name": "all",
-            "group": "all",
-            "accuracy": per_c["accuracy"].mean(),
-            **({"ce": ce.mean(), "ce_corruptions": int(ce.notna().sum())} if ce is not None else {}),
-        }
-    )
-    out = pd.DataFrame(rows)
-    out.insert(out.columns.get_loc("accuracy") + 1, "error", 1 - out["accuracy"])
-    return out
-
-
-def save_corruption_grid(
-    images: np.ndarray,
-    path: str | os.PathLike[str],
-    corruptions: Sequence[str] | None = None,
-    severities: Sequence[int] = SEVERITIES,
-    seed: int = 0,
-) -> None:
-    """Save a PNG grid showing sample images under each corruption at each severity, to check them by eye.
-
-    One row per corruption; for each sample image a block of columns: the clean image, then one per severity.
-
-    Args:
-        images: uint8 ``(N, H, W, C)``, a few images (2-4 reads well).
-        path: output PNG; written atomically.
-        corruptions: names to show, all 15 when None.
-        severities: severities to show.
-        seed: base seed, as for ``corrupt_dataset``.
-    """
-    _check_images(images, 4, "images")
-    names = list(CORRUPTIONS) if corruptions is None else list(corruptions)
-    for name in names:
-        for severity in severities:
-            _check_name_severity(name, severity)
-    rows = {name: [corrupt_dataset(images, name, s, seed) for s in severities] for name in names}
-    draw_corruption_grid(images, rows, severities, path)
-
-
-def draw_corruption_grid(
-    clean: np.ndarray,
-    rows: Mapping[str, Sequence[np.ndarray]],
-    severities: Sequence[int],
-    path: str | os.PathLike[str],
-) -> None:
-    """Save a PNG grid of given corrupted copies: one row per corruption, per image the clean one then each severity.
-
-    Args:
-        clean: uint8 ``(N, H, W, C)``, a few clean images.
-        rows: corruption name -> one uint8 ``(N, H, W, C)`` batch per severity, the copies of ``clean``.
-        severities: the severities of each row's batches, in order (column titles).
-        path: output PNG; written atomically.
-    """
-    _check_images(clean, 4, "clean")
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    names = list(rows)
-    if not names:
-        raise ValueError("no corruption to draw; pass at least one row")
-    for name in names:
-        if len(rows[name]) != len(severities):
-            raise ValueError(f"row {name!r} has {len(rows[name])} batches for {len(severities)} severities")
-    n_img, n_cols = len(clean), len(clean) * (len(severities) + 1)
-    fig, axes = plt.subplots(len(names), n_cols, figsize=(0.9 * n_cols + 1.2, 0.9 * len(names) + 0.4), squeeze=False)
-    gray = clean.shape[-1] == 1
-    for r, name in enumerate(names):
-        shown = [clean, *rows[name]]
-        for i in range(n_img):
-            for k, batch in enumerate(shown):
-                ax = axes[r, i * (len(severities) + 1) + k]
-                img = batch[i]
-                ax.imshow(
-                    img[..., 0] if gray else img,
-                    cmap="gray" if gray else None,
-                    vmin=0,
-                    vmax=255,
-                    interpolation="nearest",
-                )
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if r == 0:
-                    ax.set_title("clean" if k == 0 else f"s{severities[k - 1]}", fontsize=7)
-        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center", fontsize=7)
-    fig.tight_layout(pad=0.2)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=directory)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    finally:
-        plt.close(fig)

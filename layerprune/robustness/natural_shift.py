@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from layerprune.robustness._common import check_normalisation
-from layerprune.robustness.corruptions import _accuracy
+from layerprune.robustness.corruption_eval import accuracy
 from layerprune.robustness.published import load_ood_set
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def evaluate_ood_sets(
                 f"takes input_size {list(input_size)}; natural-shift sets need a CIFAR-10 model at 32x32"
             )
         mean_l, std_l = check_normalisation(mean, std, images.shape[-1])
-        acc = _accuracy(model, images, torch.as_tensor(labels), mean_l, std_l, batch_size, device)
+        acc = accuracy(model, images, torch.as_tensor(labels), mean_l, std_l, batch_size, device)
         logger.info("%s (%s): accuracy %.4f (n=%d)", name, path, acc, len(labels))
         rows.append({"dataset": name, "accuracy": acc, "n": len(labels)})
     return pd.DataFrame(rows, columns=OOD_COLUMNS)

@@ -38,7 +38,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Default of :func:`choose_k`: the segments must explain at least 90% of the spread of the rows.
-DEFAULT_THRESHOLD = 0.1
+DEFAULT_THRESHOLD = 0.1  # = the schema's pruning.segment_threshold (tests/unit/test_config_pruning.py checks it)
 
 
 def _as_matrix(X: ArrayLike) -> np.ndarray:

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from layerprune.io import atomic_path
-from layerprune.models.units import _unit_list, forward_from, get_units, unit_names
+from layerprune.models.units import forward_from, get_units, unit_modules, unit_names
 from layerprune.similarity._inputs import Precision
 from layerprune.similarity.minibatch import MinibatchCKA
 
@@ -151,7 +151,7 @@ def extract_representations(
     if candidates is None:
         candidates = [u.name for u in get_units(model, input_size) if u.removable]
     positions = [names.index(c) for c in candidates]
-    modules = _unit_list(model)
+    modules = unit_modules(model)
     accumulator = MinibatchCKA(len(names) + 1, mode=cka_mode, precision=precision) if matrix else None
 
     intact, labels = [], []

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from layerprune.models.registry import build_model
-from layerprune.models.units import _is_shape_preserving, unit_module, unit_names
+from layerprune.models.units import is_removable, unit_module, unit_name, unit_names
 
 __all__ = ["remove_units"]
 
@@ -33,11 +33,11 @@ def remove_units(model: nn.Module, names: Sequence[str]) -> nn.Module:
     if len(set(names)) != len(names):
         raise ValueError(f"unit names to remove contain duplicates: {names}")
     for name in names:
-        if not _is_shape_preserving(unit_module(model, name)):
+        if not is_removable(unit_module(model, name)):
             raise ValueError(f"unit {name!r} downsamples its input; only removable units can go")
     drop = set(names)
     for stage in model.stage_names:
-        if all(f"{stage}.{i}" in drop for i in range(len(getattr(model, stage)))):
+        if all(unit_name(stage, i) in drop for i in range(len(getattr(model, stage)))):
             raise ValueError(
                 f"removing {sorted(drop)} would leave stage {stage!r} without units; "
                 "every stage keeps at least one unit (pruning.min_units_per_stage >= 1)"
@@ -45,7 +45,7 @@ def remove_units(model: nn.Module, names: Sequence[str]) -> nn.Module:
     pruned = copy.deepcopy(model)
     for stage in pruned.stage_names:
         container = getattr(pruned, stage)
-        kept = [unit for i, unit in enumerate(container) if f"{stage}.{i}" not in drop]
+        kept = [unit for i, unit in enumerate(container) if unit_name(stage, i) not in drop]
         setattr(pruned, stage, nn.Sequential(*kept))
     pruned.blocks_per_stage = [len(getattr(pruned, s)) for s in pruned.stage_names]
     _check_rebuilds(pruned)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from layerprune.config import ConfigError, load_config, validate_config
+from layerprune.config import ConfigError, defaults, load_config, load_schema, validate_config, validate_section
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -135,3 +135,28 @@ def test_an_experiment_configfile_replaces_the_quick_default_in_the_workflow(tmp
     shell = result.stdout
     assert '\\"name\\": \\"fashion-mnist\\"' in shell or '"name": "fashion-mnist"' in shell, shell[-2000:]
     assert '"image_size": null' in shell and '"epochs": 30' in shell, shell[-2000:]
+
+
+def test_defaults_and_sections_come_from_the_schema() -> None:
+    schema = load_schema()["properties"]["pruning"]["properties"]
+    pruning = defaults("pruning")
+    assert pruning == {key: spec["default"] for key, spec in schema.items()}
+    pruning["segments"] = 3  # a copy: the next caller gets the schema's default again
+    assert defaults("pruning")["segments"] == "auto"
+    assert (
+        validate_section("pruning", {"segments": 3})["min_units_per_stage"] == schema["min_units_per_stage"]["default"]
+    )
+    with pytest.raises(ConfigError, match=r"pruning\.segmnts|'segmnts' was unexpected"):
+        validate_section("pruning", {"segmnts": 3})
+
+
+def test_a_hand_run_command_checks_its_json_sections(capsys: pytest.CaptureFixture[str]) -> None:
+    """`layerprune prune --pruning '{...}'` run by hand fails at parsing, naming the key and the bad value."""
+    from layerprune.cli import main
+
+    argv = ["prune", "--model", "m.pt", "--method", "random", "--budget", "blocks1", "--scores", "s", "--plan", "p"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--out", "o", "--pruning", '{"min_units_per_stage": 0}'])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--pruning" in err and "pruning.min_units_per_stage: 0 is less than the minimum of 1" in err, err

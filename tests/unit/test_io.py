@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from layerprune.io import atomic_path, read_json, write_csv, write_json, write_text
+from layerprune.io import atomic_path, read_json, write_bytes, write_csv, write_json, write_text, write_with
 
 
 def test_atomic_path_renames_on_success_and_keeps_the_suffix(tmp_path: Path) -> None:
@@ -73,3 +73,25 @@ def test_csv_and_text_round_trip(tmp_path: Path) -> None:
     text = write_text(tmp_path / "t.md", "| a |\n")
     assert text.read_text() == "| a |\n"
     assert json.loads(write_json(tmp_path / "l.json", [1, 2]).read_text()) == [1, 2]
+
+
+def test_write_with_hands_the_callback_a_temporary_path_and_fsyncs_on_request(tmp_path: Path, monkeypatch) -> None:
+    """The one atomic writer serves any format through a callback (torch.save, savefig): the callback writes a
+    temporary file beside the target, never the target; with fsync=True the bytes are synced before the rename."""
+    import os
+
+    import torch
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    target = tmp_path / "state" / "last.pt"
+    seen: list[Path] = []
+    write_with(target, lambda tmp: seen.append(tmp) or torch.save({"step": 3}, tmp), fsync=True)
+    assert seen[0] != target and seen[0].parent == target.parent and not seen[0].exists()
+    assert torch.load(target) == {"step": 3} and len(synced) == 1
+    write_bytes(tmp_path / "raw.bin", b"\x00\x01")
+    assert (tmp_path / "raw.bin").read_bytes() == b"\x00\x01" and len(synced) == 1  # no fsync unless asked
+    with pytest.raises(RuntimeError):
+        write_with(target, lambda tmp: (_ for _ in ()).throw(RuntimeError("crash")))
+    assert torch.load(target) == {"step": 3} and sorted(p.name for p in target.parent.iterdir()) == ["last.pt"]

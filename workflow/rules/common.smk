@@ -1,17 +1,19 @@
 # Helpers shared by the stage files: config validation, the wildcard vocabulary, params.
 import json
 import os
+import re
 import shlex
 import sys
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from layerprune.config import check_robustness
+from layerprune.config import check_robustness, check_shortcut
 from layerprune.criteria import CALIBRATION, CANDIDATES, get_criterion
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_robustness(config)  # what the schema cannot: attack params, real data paths
+check_shortcut(config)  # a colour cue on grey-scale data, a box larger than the image
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
 # not be activated); with --software-deployment-method conda the rule's env comes first.
@@ -133,6 +135,12 @@ def corrupted_set_input(wildcards):
     return f"results/{wildcards.experiment}/robustness/corrupted_test.npz"
 
 
+def model_seed(wildcards):
+    """The seed of a model folder (its seed<N> part), or the first configured seed for the baseline."""
+    match = re.search(r"seed(\d+)$", wildcards.model)
+    return int(match.group(1)) if match else SEEDS[0]
+
+
 def compared_models():
     """Models whose robustness and cost the experiment compares."""
     return ["baseline", *pruned_models([final_stage()])]
@@ -146,6 +154,7 @@ def runs(stage, name):
 def summary_inputs(wildcards):
     """Files of summarize_results; a disabled stage contributes an empty list."""
     finetune, robust = config["finetune"]["enabled"], config["robustness"]["enabled"]
+    shortcut = config["shortcut"]["enabled"]
     final = final_stage()
     return {
         "baseline_metrics": f"{RESULTS}/baseline/metrics.json",
@@ -161,6 +170,8 @@ def summary_inputs(wildcards):
         "pruned_inference_emissions": runs("pruned", "emissions_inference.csv"),
         "adversarial": runs(f"robustness/{final}", "adversarial.csv") if robust else [],
         "corruptions": runs(f"robustness/{final}", "corruptions.csv") if robust else [],
+        "baseline_shortcut": [f"{RESULTS}/robustness/baseline/shortcut.csv"] if shortcut else [],
+        "shortcut": runs(f"robustness/{final}", "shortcut.csv") if shortcut else [],
     }
 
 
@@ -171,6 +182,7 @@ def baseline_summary_flags(wildcards, input):
         "baseline_inference_emissions": "--baseline-inference-emissions",
         "baseline_adversarial": "--baseline-adversarial",
         "baseline_corruptions": "--baseline-corruptions",
+        "baseline_shortcut": "--baseline-shortcut",
     }
     return " ".join(
         f"{flag} {input[key] if isinstance(input[key], str) else input[key][0]}"
@@ -220,6 +232,8 @@ def figure_targets():
     names = ["accuracy_vs_macs", "energy", "pareto", "cka_segments", "criterion_scores"]
     if config["robustness"]["enabled"]:
         names += ["robustness_adversarial", "robustness_corruptions"]
+    if config["shortcut"]["enabled"]:
+        names.append("shortcut")
     if config["figures"]["compare"]:
         names.append("compare_experiments")
     return [f"{RESULTS}/figures/{name}.png" for name in names]
@@ -235,5 +249,7 @@ def get_final_output():
     ]
     if config["robustness"]["enabled"]:
         outputs += [f"{RESULTS}/robustness/{model}/adversarial.csv" for model in compared_models()]
+    if config["shortcut"]["enabled"]:
+        outputs += [f"{RESULTS}/robustness/{model}/shortcut.csv" for model in compared_models()]
     outputs += [f"{RESULTS}/summary.csv", f"{RESULTS}/tables/main.md", f"{RESULTS}/config.html", *figure_targets()]
     return outputs

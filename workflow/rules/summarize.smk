@@ -40,7 +40,7 @@ rule summarize_results:
         " --finetuned-metrics {input.finetuned_metrics} --finetune-emissions {input.finetune_emissions}"
         " --inference-emissions {input.inference_emissions}"
         " --pruned-inference-emissions {input.pruned_inference_emissions}"
-        " --adversarial {input.adversarial} --corruptions {input.corruptions}"
+        " --adversarial {input.adversarial} --corruptions {input.corruptions} --shortcut {input.shortcut}"
         " --out {output.summary} --table-md {output.table_md} --table-tex {output.table_tex} > {log} 2>&1"
 
 

@@ -28,8 +28,9 @@ from layerprune.summary import method_label
 
 def test_schema_method_enum_equals_the_registry_names() -> None:
     methods = load_schema()["properties"]["methods"]
-    assert methods["items"]["enum"] == list(criterion_names())
-    assert methods["default"] == list(criterion_names())
+    fix = f"list exactly {list(criterion_names())} in the schema's methods enum and default (registration order)"
+    assert methods["items"]["enum"] == list(criterion_names()), fix
+    assert methods["default"] == list(criterion_names()), fix
 
 
 def test_every_record_is_complete() -> None:

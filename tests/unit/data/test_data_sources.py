@@ -78,7 +78,7 @@ def test_dataset_info_is_the_checkpoint_preprocessing() -> None:
 
 
 def test_unknown_data_set_and_split_are_refused() -> None:
-    with pytest.raises(ValueError, match=r"unknown data set 'mnist'.*'digits'"):
+    with pytest.raises(ValueError, match=r"data\.name: 'mnist' is not one of \[.*'digits'"):
         build_dataset({"name": "mnist"}, "train")
     with pytest.raises(ValueError, match="split must be 'train' or 'test', got 'val'"):
         build_dataset(DIGITS, "val")

@@ -14,7 +14,11 @@ from layerprune.models.units import (
     forward_from,
     forward_units,
     get_units,
+    is_removable,
+    parse_unit_name,
     record_outputs,
+    renumber_after_removal,
+    unit_name,
 )
 
 
@@ -181,3 +185,34 @@ def test_unknown_unit_name_lists_the_valid_ones() -> None:
     model = get_model("resnet20", num_classes=10)
     with pytest.raises(KeyError, match=r"'layer3\.3'.*layer3\.2"):
         unit_module(model, "layer3.3")
+
+
+def test_unit_names_are_built_and_parsed_in_one_place() -> None:
+    assert unit_name("layer2", 3) == "layer2.3" and parse_unit_name("layer2.3") == ("layer2", 3)
+    assert parse_unit_name("model.layers.11") == ("model.layers", 11)  # a dotted stage path parses too
+    for bad in ("layer2", "layer2.x", ".3"):
+        with pytest.raises(ValueError, match="not a unit name"):
+            parse_unit_name(bad)
+
+
+def test_renumbering_after_removal_matches_the_pruned_model() -> None:
+    from layerprune.surgery import remove_units
+
+    model = get_model("resnet20", num_classes=10)
+    removed = ["layer1.0", "layer2.1"]
+    renamed = renumber_after_removal(unit_names(model), removed)
+    assert renamed["layer1.2"] == "layer1.1" and renamed["layer2.2"] == "layer2.1" and renamed["layer3.0"] == "layer3.0"
+    assert sorted(renamed.values()) == sorted(unit_names(remove_units(model, removed)))
+    pruned = remove_units(model, removed)
+    for old, new in renamed.items():  # the same module (weights) under its new name
+        assert torch.equal(next(unit_module(model, old).parameters()), next(unit_module(pruned, new).parameters()))
+    with pytest.raises(KeyError, match="layer9.0"):
+        renumber_after_removal(unit_names(model), ["layer9.0"])
+
+
+def test_is_removable_agrees_with_the_shapes_on_every_family() -> None:
+    for arch, size in (("resnet20", (3, 32, 32)), ("resnet18", (3, 64, 64)), ("resnet50", (3, 64, 64))):
+        model = get_model(arch, num_classes=10)
+        units = get_units(model, size)  # raises if a declared-removable unit changed the shape
+        assert [u.removable for u in units] == [is_removable(unit_module(model, u.name)) for u in units]
+        assert not all(u.removable for u in units) and any(u.removable for u in units)

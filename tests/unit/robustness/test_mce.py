@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from layerprune.robustness.corruptions import CORRUPTIONS, corruption_summary
+from layerprune.robustness.corruptions import CORRUPTIONS
+from layerprune.robustness.mce import corruption_summary
 from layerprune.summary import build_summary
 
 
