@@ -29,7 +29,6 @@ from layerprune.robustness.shortcut_table import SHORTCUT_COLUMNS, shortcut_colu
 from layerprune.selection import Budget
 
 __all__ = [
-    "METHOD_LABELS",
     "STAGES",
     "SUMMARY_COLUMNS",
     "RunFiles",
@@ -84,9 +83,6 @@ SUMMARY_COLUMNS = (
     *SHORTCUT_COLUMNS,
 )
 
-#: Display names of the methods in tables and legends (the criterion registry's labels, in its order);
-#: an unknown method is shown as its config name.
-METHOD_LABELS = {"baseline": "Baseline", **{c.name: c.label for c in criteria()}}
 
 _SEED_RE = re.compile(r"seed(0|[1-9][0-9]*)")
 _METRICS_KEYS = ("top1", "params", "macs", "blocks_per_stage")
@@ -96,8 +92,12 @@ _CORRUPTION_COLUMNS = ("corruption", "group", "severity", "accuracy")
 
 
 def method_label(method: str) -> str:
-    """The display name of a method (``"cka"`` -> ``"CKA"``)."""
-    return METHOD_LABELS.get(method, method)
+    """The display name of a method in tables and legends: its criterion record's label (``"cka"`` -> ``"CKA"``),
+    ``"Baseline"``, or the name itself for a method the registry does not know."""
+    if method == "baseline":
+        return "Baseline"
+    labels = {c.name: c.label for c in criteria()}
+    return labels.get(method, method)
 
 
 def budget_sort_key(budget: str) -> tuple[int, int]:

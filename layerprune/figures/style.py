@@ -42,9 +42,7 @@ logger = logging.getLogger(__name__)
 FORMATS = ("png", "pdf", "svg")
 BASELINE_COLOR = "black"
 _PALETTE = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
-#: The registered criteria, in registration order: a method's place in the palette (or its record's colour).
-_KNOWN = [c.name for c in criteria()]
-_FIXED = {c.name: c.color for c in criteria() if c.color is not None}
+
 _LINESTYLES = ("-", "--", ":", "-.")
 
 _RC = {
@@ -73,9 +71,12 @@ def method_color(method: str, others: Iterable[str] = ()) -> tuple[float, ...] |
     """A stable colour for ``method``: the known methods first, unknown ones by sorted position after them."""
     if method == "baseline":
         return BASELINE_COLOR
-    if method in _FIXED:
-        return _FIXED[method]
-    order = _KNOWN + sorted(set(others) - set(_KNOWN) - {"baseline"})
+    # The registered criteria in registration order (a record may fix its own colour), then the rest.
+    known = [c.name for c in criteria()]
+    fixed = {c.name: c.color for c in criteria() if c.color is not None}
+    if method in fixed:
+        return fixed[method]
+    order = known + sorted(set(others) - set(known) - {"baseline"})
     if method not in order:
         order.append(method)
     return _PALETTE[order.index(method) % len(_PALETTE)]
