@@ -48,6 +48,14 @@ def make_baseline(
     another run (other data, model or train config) is discarded and training starts over.
     The emissions row covers the whole run, summed over the processes of a resumed one.
     """
+    if model_cfg["family"] == "causal_lm":  # a pretrained language model: imported, never trained here
+        from layerprune.lm.model import baseline_language_model
+
+        model, preprocessing = baseline_language_model(model_cfg, data_cfg)
+        meta = {"stage": "baseline", "versions": library_versions(), "imported_from": model.source}
+        write_text(log_csv, ",".join(LOG_COLUMNS) + "\n")  # nothing trained: an empty log
+        save_checkpoint(out_model, model.cpu(), preprocessing=preprocessing, meta=meta)
+        return model
     info = dataset_info(data_cfg)
     preprocessing = info.preprocessing()
     seed_everything(seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,11 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 __all__ = [
+    "PLACEHOLDER",
     "SCHEMA_PATH",
     "ConfigError",
+    "check_language_model",
+    "check_profile_resources",
     "check_robustness",
     "check_shortcut",
     "defaults",
@@ -114,6 +117,7 @@ def validate_config(config: dict) -> dict:
     if lines:
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     check_robustness(config)
+    check_language_model(config)
     check_shortcut(config)
     return config
 
@@ -165,6 +169,40 @@ def check_robustness(config: dict) -> None:
         raise ConfigError(f"invalid config:\n  {err}") from None
 
 
+#: Marks a profile value the user must replace (profiles/slurm/config.yaml ships with ``EDIT_ME_...``).
+PLACEHOLDER = "EDIT_ME"
+
+
+def check_profile_resources(default_resources: Sequence[str], set_resources: Mapping[str, Mapping[str, Any]]) -> None:
+    """Refuses resources that still hold a profile's placeholder values, before anything is submitted (a dry run
+    included): a SLURM job with partition ``EDIT_ME_partition`` would be rejected by sbatch only after training
+    was queued, and ``-n`` would pass silently.
+
+    Args:
+        default_resources: the profile's ``default-resources`` as Snakemake parsed them (``"name=value"``).
+        set_resources: the profile's ``set-resources``, rule -> resource -> value.
+
+    Raises:
+        ConfigError: naming every placeholder and how to fill it in.
+    """
+    found = [str(arg) for arg in default_resources if PLACEHOLDER in str(arg)]
+    for rule, resources in set_resources.items():
+        for name, value in resources.items():
+            try:
+                shown = getattr(value, "value", value)
+            except ValueError:  # Snakemake evaluates a computed resource only inside a job: not a literal
+                continue
+            if PLACEHOLDER in str(shown):
+                found.append(f"{rule}: {name}={shown}")
+    if found:
+        raise ConfigError(
+            f"the profile still has placeholder values: {', '.join(found)}. Edit them in its config.yaml "
+            "(profiles/slurm/config.yaml: default-resources slurm_partition and slurm_account; `sinfo -s` lists "
+            "partitions, `sacctmgr -n show assoc user=$USER format=account` your accounts; clusters without "
+            "accounts: delete slurm_account and set slurm-no-account: true), then run again"
+        )
+
+
 #: Grey-scale (one-channel) data sets: the shortcut's colour cue needs RGB.
 _GREY = ("digits", "fashion-mnist")
 
@@ -190,6 +228,44 @@ def check_shortcut(config: dict) -> None:
             f"invalid config:\n  shortcut.size: {section['size']} does not fit data.image_size {size}; "
             f"choose a size <= {size}"
         )
+
+
+def check_language_model(config: dict) -> None:
+    """What the schema cannot check about a causal language model (``model.family: causal_lm``):
+    text data, one source of weights, a tokenizer, the text files named and a stride below
+    ``data.seq_len``; and that text data go with that family only. Whether the files exist is
+    checked by the job that reads them (as for image data), so a config for data you have not
+    fetched yet still validates. Imports no torch.
+
+    Raises:
+        ConfigError: naming the key, the bad value and the fix.
+    """
+    model, data = config["model"], config["data"]
+    problems = []
+    if model["family"] != "causal_lm":
+        if data["name"] == "text":
+            problems.append("data.name: text is data for a causal language model; set model.family: causal_lm")
+        if problems:
+            raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+        return
+    if data["name"] != "text":
+        problems.append(f"data.name: {data['name']!r} is image data; a causal_lm reads data.name: text")
+    if config["shortcut"]["enabled"]:
+        problems.append("shortcut.enabled: the shortcut cue is painted on images; set it false for a causal_lm")
+    if (model["path"] is None) == (model["llama2c_checkpoint"] is None):
+        problems.append("model: give exactly one of model.path (a model directory) and model.llama2c_checkpoint")
+    if data["tokenizer"] is None:
+        problems.append(
+            "data.tokenizer: required for a causal_lm: the model directory, or for a llama2.c import its "
+            "sentencepiece .model file"
+        )
+    if data["stride"] >= data["seq_len"]:
+        problems.append(f"data.stride: {data['stride']} must be below data.seq_len ({data['seq_len']})")
+    for key in ("train_text", "test_text"):
+        if data[key] is None:
+            problems.append(f"data.{key}: required for a causal_lm (a UTF-8 text file)")
+    if problems:
+        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
 
 
 def load_config(path: str | os.PathLike) -> dict:

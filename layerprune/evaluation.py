@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
@@ -12,9 +13,20 @@ from layerprune.emissions import track
 from layerprune.models import count_macs, count_params
 from layerprune.train import evaluate, measure_latency, select_device
 
-__all__ = ["evaluate_model"]
+__all__ = ["evaluate_model", "tracked_inference"]
 
 log = logging.getLogger(__name__)
+
+
+def tracked_inference(phase: str, emissions_csv: Path | None, country_iso_code: str, n_samples: int) -> Any:
+    """The CodeCarbon tracking of one inference pass over ``n_samples`` (a no-op without ``emissions_csv``)."""
+    return track(
+        phase,
+        emissions_csv or Path("unused.csv"),
+        country_iso_code=country_iso_code,
+        enabled=emissions_csv is not None,
+        extra={"n_samples": n_samples},
+    )
 
 
 def evaluate_model(
@@ -30,21 +42,23 @@ def evaluate_model(
     num_workers: int = 0,
     phase: str = "inference",
 ) -> dict:
-    """Top-1 on the test split, params, MACs and latency of ``model``.
+    """Top-1 on the test split, params, MACs and latency of ``model`` (for a causal language model,
+    :func:`layerprune.lm.evaluation.evaluate_language_model`: perplexity and next-token top-1).
 
     When ``emissions_csv`` is given, the test-set inference pass is tracked with CodeCarbon
     (one row, phase ``phase``), so the energy of inference is comparable across models.
     """
     device = select_device("auto")
     input_size = preprocessing["input_size"]
+    if getattr(model, "family", None) == "causal_lm":
+        from layerprune.lm.evaluation import evaluate_language_model
+
+        return evaluate_language_model(
+            model, data_cfg, batch_size=batch_size, device=device, emissions_csv=emissions_csv,
+            country_iso_code=country_iso_code, phase=phase,
+        )  # fmt: skip
     test_set = build_dataset(data_cfg, "test")
-    with track(
-        phase,
-        emissions_csv or Path("unused.csv"),
-        country_iso_code=country_iso_code,
-        enabled=emissions_csv is not None,
-        extra={"n_samples": len(test_set)},
-    ):
+    with tracked_inference(phase, emissions_csv, country_iso_code, len(test_set)):
         scores = evaluate(model, test_set, batch_size=batch_size, device=device, num_workers=num_workers)
     macs, _ = count_macs(model.cpu(), input_size)
     latency = measure_latency(model, input_size, batch_size=latency_batch_size, device=device, repeats=latency_repeats)

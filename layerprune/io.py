@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 __all__ = [
+    "atomic_dir",
     "atomic_path",
     "read_json",
     "read_table",
@@ -52,6 +53,39 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None, *, fsync: bo
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields a new empty directory beside ``path``; on success it replaces ``path``.
+
+    For artifacts that are directories (a Hugging Face model saved with ``save_pretrained``).
+    On error the temporary directory is removed and ``path`` is left untouched.
+    """
+    import shutil
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        yield tmp
+        tmp.chmod(0o777 & ~_umask())
+        if target.exists():
+            old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
+            os.replace(target, old / "replaced")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def write_with(path: str | os.PathLike, writer: Callable[[Path], object], *, fsync: bool = False) -> Path:

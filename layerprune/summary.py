@@ -37,9 +37,12 @@ __all__ = [
     "collect_runs",
     "final_rows",
     "main_table",
+    "main_table_html",
     "main_table_latex",
     "main_table_markdown",
+    "main_table_notes",
     "method_label",
+    "model_label",
     "read_emissions",
     "read_summary",
     "run_key",
@@ -68,13 +71,26 @@ SUMMARY_COLUMNS = (
     "top1",
     "top1_delta",
     "loss",
+    "n_test",
+    "perplexity",
+    "ood_perplexity",
     "latency_ms",
+    "latency_q1_ms",
+    "latency_q3_ms",
+    "latency_threads",
+    "latency_batch_size",
+    "latency_passes",
     "train_energy_kwh",
     "train_co2_kg",
     "finetune_energy_kwh",
     "finetune_co2_kg",
     "inference_energy_kwh",
     "inference_co2_kg",
+    "inference_j_per_image",
+    "inference_q1_j_per_image",
+    "inference_q3_j_per_image",
+    "energy_window_s",
+    "energy_windows",
     "energy_source",
     "adv_accuracy_mean",
     "corruption_accuracy_mean",
@@ -314,6 +330,7 @@ def build_summary(
     baseline_inference_emissions: str | Path | None = None,
     baseline_adversarial: str | Path | None = None,
     baseline_corruptions: str | Path | None = None,
+    latency: str | Path | None = None,
     baseline_shortcut: str | Path | None = None,
 ) -> pd.DataFrame:
     """Joins an experiment's result files into one tidy table (see the module docstring for conventions).
@@ -326,6 +343,8 @@ def build_summary(
         baseline_inference_emissions: ``baseline/emissions_inference.csv`` (optional).
         baseline_adversarial, baseline_corruptions: ``robustness/baseline/*.csv`` (optional). The baseline
             corruptions are the reference of every run's mCE.
+        latency: ``latency/latency.csv`` of the timing step (optional); its latency (median and quartiles) and
+            energy per image replace the latency measured inside each model's own job.
         baseline_shortcut: ``robustness/baseline/shortcut.csv`` (optional).
 
     Returns:
@@ -363,6 +382,9 @@ def build_summary(
             "top1": float(base["top1"]),
             "top1_delta": 0.0,
             "loss": base.get("loss", math.nan),
+            "n_test": base.get("n_test", pd.NA),
+            "perplexity": base.get("perplexity", math.nan),  # causal LMs only
+            "ood_perplexity": base.get("ood_perplexity", math.nan),
             "latency_ms": base.get("latency_ms", math.nan),
             "train_energy_kwh": train["energy_kwh"],
             "train_co2_kg": train["co2_kg"],
@@ -389,9 +411,46 @@ def build_summary(
         seen.add(key)
         rows.extend(_run_rows(run, base, base_corr))
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-    frame["seed"] = frame["seed"].astype("Int64")
-    frame["mce_corruptions"] = frame["mce_corruptions"].astype("Int64")
+    if latency is not None:
+        _apply_latency(frame, Path(latency))
+    for column in ("seed", "mce_corruptions", "n_test"):
+        frame[column] = frame[column].astype("Int64")
     return frame
+
+
+#: latency.csv column -> summary column.
+_LATENCY_COLUMNS = {
+    "latency_ms": "latency_ms",
+    "latency_q1_ms": "latency_q1_ms",
+    "latency_q3_ms": "latency_q3_ms",
+    "threads": "latency_threads",
+    "batch_size": "latency_batch_size",
+    "latency_passes": "latency_passes",
+    "energy_seconds": "energy_window_s",
+    "energy_windows": "energy_windows",
+    "energy_j_per_image": "inference_j_per_image",
+    "energy_q1_j_per_image": "inference_q1_j_per_image",
+    "energy_q3_j_per_image": "inference_q3_j_per_image",
+}
+
+
+def model_label(method: str, budget: str, seed: Any, stage: str) -> str:
+    """The model folder of a summary row under results/<experiment>/ (``baseline`` or ``<stage>/<method>/...``)."""
+    return "baseline" if stage == "baseline" else f"{stage}/{method}/{budget}/seed{seed}"
+
+
+def _apply_latency(frame: pd.DataFrame, path: Path) -> None:
+    """Latency and per-image energy of the timing step (``latency.csv``) replace the in-job latency: a model timed
+    inside its pruning or fine-tuning job shared the CPU with other jobs. Rows of models the step did not time (the
+    pruned models when fine-tuning ran) get NaN."""
+    timed = read_table(path, ("model", "latency_ms", "latency_q1_ms", "latency_q3_ms"))
+    if timed["model"].duplicated().any():
+        raise ValueError(f"{path} times a model twice: {sorted(timed['model'][timed['model'].duplicated()])}")
+    timed = timed.set_index("model")
+    labels = [model_label(*r) for r in frame[["method", "budget", "seed", "stage"]].itertuples(index=False)]
+    for source, target in _LATENCY_COLUMNS.items():
+        values = timed[source] if source in timed else pd.Series(dtype=float)
+        frame[target] = [values.get(label, math.nan) for label in labels]
 
 
 def _sources(*emissions: Mapping[str, Any]) -> str | None:
@@ -431,6 +490,9 @@ def _run_rows(run: RunFiles, base: Mapping[str, Any], base_corr: pd.DataFrame | 
                 "top1": float(metrics["top1"]),
                 "top1_delta": 100.0 * (float(metrics["top1"]) - float(base["top1"])),
                 "loss": metrics.get("loss", math.nan),
+                "n_test": metrics.get("n_test", pd.NA),
+                "perplexity": metrics.get("perplexity", math.nan),
+                "ood_perplexity": metrics.get("ood_perplexity", math.nan),
                 "latency_ms": metrics.get("latency_ms", math.nan),
                 "train_energy_kwh": math.nan,
                 "train_co2_kg": math.nan,
@@ -480,32 +542,62 @@ def final_rows(summary: pd.DataFrame) -> pd.DataFrame:
     return runs.drop(columns="_order")
 
 
+def _removed_sets(group: pd.DataFrame) -> str:
+    """The units removed in a (method, budget): one set, or the distinct sets of its seeds joined by `` | ``."""
+    sets = list(dict.fromkeys(str(v) if isinstance(v, str) else "" for v in group["removed_units"]))
+    return " | ".join(", ".join(s.split(";")) if s else "–" for s in sets)
+
+
+def _column_mean(group: pd.DataFrame, column: str) -> float:
+    return float(group[column].mean()) if column in group and group[column].notna().any() else math.nan
+
+
 def main_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """The papers' table: per (method, budget), mean (and std over seeds) of the reductions and accuracy.
+    """The papers' table: per (method, budget), mean (and std over seeds) of the reductions and accuracy, the units
+    removed, and the latency and inference energy of the timing step with their spread.
 
     Accuracy is the fine-tuned model's where it was fine-tuned (``stage`` says which), the pruned model's otherwise;
-    ``top1_pruned_pct`` keeps the accuracy straight after pruning for comparison.
+    ``top1_pruned_pct`` keeps the accuracy straight after pruning for comparison. ``*_within_spread`` is True where
+    a model's difference from the baseline is within the measurement's spread (latency and energy: their
+    interquartile ranges overlap the baseline's; accuracy: less than one test image, or the seed std).
 
     Returns:
         DataFrame, baseline first then methods by name and budgets in order, with columns ``method, budget,
-        stage, n_seeds, blocks_removed, macs_reduction_pct, params_reduction_pct, top1_pct, top1_pct_std,
-        top1_pruned_pct, top1_delta, top1_delta_std``.
+        stage, n_seeds, n_test, blocks_removed, removed_units, macs_reduction_pct, params_reduction_pct, top1_pct,
+        top1_pct_std, top1_pruned_pct, top1_delta, top1_delta_std, top1_within_spread, latency_ms, latency_q1_ms,
+        latency_q3_ms, latency_within_spread, energy_mj, energy_q1_mj, energy_q3_mj, energy_within_spread``.
 
     Raises:
         ValueError: if the summary has no baseline row.
     """
+    from layerprune.timing import within_spread
+
     base = summary[summary["stage"] == "baseline"]
     if base.empty:
         raise ValueError("summary has no baseline row (stage 'baseline'); build it with build_summary")
     pruned = summary[summary["stage"] == "pruned"]
     final = final_rows(summary)
+
+    def timing(group: pd.DataFrame) -> dict[str, float]:
+        return {
+            "latency_ms": _column_mean(group, "latency_ms"),
+            "latency_q1_ms": _column_mean(group, "latency_q1_ms"),
+            "latency_q3_ms": _column_mean(group, "latency_q3_ms"),
+            "energy_mj": 1000 * _column_mean(group, "inference_j_per_image"),
+            "energy_q1_mj": 1000 * _column_mean(group, "inference_q1_j_per_image"),
+            "energy_q3_mj": 1000 * _column_mean(group, "inference_q3_j_per_image"),
+        }
+
+    n_test = _column_mean(base, "n_test")
     rows = [
         {
             "method": "baseline",
             "budget": "none",
             "stage": "baseline",
             "n_seeds": len(base),
+            "n_test": n_test,
             "blocks_removed": 0.0,
+            "removed_units": "–",
             "macs_reduction_pct": 0.0,
             "params_reduction_pct": 0.0,
             "top1_pct": 100 * float(base["top1"].mean()),
@@ -513,6 +605,7 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
             "top1_pruned_pct": math.nan,
             "top1_delta": 0.0,
             "top1_delta_std": math.nan,
+            **timing(base),
         }
     ]
     for (method, budget), group in final.groupby(["method", "budget"], sort=False):
@@ -524,7 +617,9 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
                 "budget": budget,
                 "stage": "finetuned" if (group["stage"] == "finetuned").all() else "pruned",
                 "n_seeds": len(group),
+                "n_test": _column_mean(group, "n_test"),
                 "blocks_removed": float(group["blocks_removed"].mean()),
+                "removed_units": _removed_sets(group),
                 "macs_reduction_pct": 100 * float(group["macs_reduction"].mean()),
                 "params_reduction_pct": 100 * float(group["params_reduction"].mean()),
                 "top1_pct": 100 * float(group["top1"].mean()),
@@ -532,9 +627,29 @@ def main_table(summary: pd.DataFrame) -> pd.DataFrame:
                 "top1_pruned_pct": 100 * float(before["top1"].mean()) if not before.empty else math.nan,
                 "top1_delta": float(group["top1_delta"].mean()),
                 "top1_delta_std": float(group["top1_delta"].std()) if multi else math.nan,
+                **timing(group),
             }
         )
     table = pd.DataFrame(rows)
+    ref = table.iloc[0]
+    one_image = 100.0 / n_test if n_test and not math.isnan(n_test) else math.nan
+    table["top1_within_spread"] = [
+        i > 0 and (abs(d) < one_image - 1e-9 or (not math.isnan(sd) and abs(d) <= sd))
+        for i, (d, sd) in enumerate(zip(table["top1_delta"], table["top1_delta_std"].fillna(math.nan)))
+    ]
+    for kind, value, low, high in (
+        ("latency", "latency_ms", "latency_q1_ms", "latency_q3_ms"),
+        ("energy", "energy_mj", "energy_q1_mj", "energy_q3_mj"),
+    ):
+        table[f"{kind}_within_spread"] = [
+            i > 0 and within_spread(r[value], r[low], r[high], ref[value], ref[low], ref[high])
+            for i, (_, r) in enumerate(table.iterrows())
+        ]
+    # CodeCarbon's energy without RAPL/NVML is its power estimate times the time, so the time's spread applies too:
+    # energy within the spread where either range overlaps the baseline's
+    table["energy_within_spread"] = table["energy_within_spread"] | (
+        table["latency_within_spread"] & table["energy_mj"].notna()
+    )
     order = table.apply(lambda r: (r["method"] != "baseline", r["method"], budget_sort_key(r["budget"])), axis=1)
     return table.iloc[sorted(range(len(table)), key=lambda i: order.iloc[i])].reset_index(drop=True)
 
@@ -548,50 +663,196 @@ def _fmt(value: float, std: float = math.nan, digits: int = 2, pm: str = "±", s
     return text
 
 
+def _fmt_range(value: float, low: float, high: float, flag: bool, digits: int, approx: str) -> str:
+    """``median [q1-q3]``, prefixed with ``approx`` when within the baseline's spread."""
+    if value is None or math.isnan(value):
+        return "–"
+    text = f"{value:.{digits}f} [{low:.{digits}f}–{high:.{digits}f}]"
+    return f"{approx} {text}" if flag else text
+
+
+def _digits(values: pd.Series) -> int:
+    """Decimals that show three significant digits of the smallest positive value."""
+    positive = values[values > 0]
+    if positive.empty:
+        return 2
+    return max(0, min(4, 2 - math.floor(math.log10(float(positive.min())))))
+
+
 def _display_table(table: pd.DataFrame, latex: bool) -> pd.DataFrame:
     pm = r"$\pm$" if latex else "±"
     pct = r"\%" if latex else "%"
     down = r"$\downarrow$" if latex else "↓"
+    approx = r"$\approx$" if latex else "≈"
 
     def esc(text: str) -> str:
         return text.replace("_", r"\_").replace("%", r"\%") if latex else text
 
-    out = pd.DataFrame(
-        {
-            "Method": [esc(method_label(m)) for m in table["method"]],
-            "Budget": [esc("–" if b == "none" else b) for b in table["budget"]],
-            "Units removed": [_fmt(v, digits=0 if float(v).is_integer() else 1) for v in table["blocks_removed"]],
-            f"MACs {down} ({pct})": [_fmt(v, digits=1) for v in table["macs_reduction_pct"]],
-            f"Params {down} ({pct})": [_fmt(v, digits=1) for v in table["params_reduction_pct"]],
-            f"Top-1 pruned ({pct})": [_fmt(v) for v in table["top1_pruned_pct"]],
-            f"Top-1 ({pct})": [_fmt(v, s, pm=pm) for v, s in zip(table["top1_pct"], table["top1_pct_std"])],
-            "Δ (pts)" if not latex else r"$\Delta$ (pts)": [
-                _fmt(v, s, pm=pm, signed=True) for v, s in zip(table["top1_delta"], table["top1_delta_std"])
-            ],
-        }
-    )
+    finetuned = (table["stage"] == "finetuned").any()
+    top1 = f"Top-1 {'fine-tuned' if finetuned else 'pruned'} ({pct})"
+    columns: dict[str, list[str]] = {
+        "Method": [esc(method_label(m)) for m in table["method"]],
+        "Budget": [esc("–" if b == "none" else b) for b in table["budget"]],
+        "Units removed": [_fmt(v, digits=0 if float(v).is_integer() else 1) for v in table["blocks_removed"]],
+        "Removed units": [esc(u) for u in table["removed_units"]],
+        f"MACs {down} ({pct})": [_fmt(v, digits=1) for v in table["macs_reduction_pct"]],
+        f"Params {down} ({pct})": [_fmt(v, digits=1) for v in table["params_reduction_pct"]],
+    }
+    if finetuned:
+        columns[f"Top-1 pruned ({pct})"] = [_fmt(v) for v in table["top1_pruned_pct"]]
+    columns[top1] = [_fmt(v, s, pm=pm) for v, s in zip(table["top1_pct"], table["top1_pct_std"])]
+    columns["Δ (pts)" if not latex else r"$\Delta$ (pts)"] = [
+        (f"{approx} " if flag else "") + _fmt(v, s, pm=pm, signed=True)
+        for v, s, flag in zip(table["top1_delta"], table["top1_delta_std"], table["top1_within_spread"])
+    ]
+    if table["latency_ms"].notna().any():
+        digits = _digits(table["latency_ms"])
+        columns["Latency (ms/batch) [IQR]"] = [
+            _fmt_range(
+                r["latency_ms"], r["latency_q1_ms"], r["latency_q3_ms"], r["latency_within_spread"], digits, approx
+            )
+            for _, r in table.iterrows()
+        ]
+    if table["energy_mj"].notna().any():
+        digits = _digits(table["energy_mj"])
+        columns["Energy (mJ/image) [IQR]"] = [
+            _fmt_range(r["energy_mj"], r["energy_q1_mj"], r["energy_q3_mj"], r["energy_within_spread"], digits, approx)
+            for _, r in table.iterrows()
+        ]
+    out = pd.DataFrame(columns)
     if latex:  # an en dash typed as TeX ligature, so the table needs no unicode input encoding
         out = out.map(lambda cell: cell.replace("–", "--"))
     return out
 
 
-def main_table_markdown(table: pd.DataFrame) -> str:
-    """The main table as GitHub Markdown (needs ``tabulate``)."""
-    return _display_table(table, latex=False).to_markdown(index=False, disable_numparse=True) + "\n"
+def main_table_notes(table: pd.DataFrame, summary: pd.DataFrame | None = None) -> tuple[str, list[str]]:
+    """The caption and the notes of the main table, stated from the table itself (stage, test size, what one image
+    is worth, what Δ is against, how latency and energy were measured, what ≈ means).
+
+    Returns:
+        ``(caption, notes)``: one sentence, then one string per note.
+    """
+    base = table.iloc[0]
+    finetuned = (table["stage"] == "finetuned").any()
+    seeds = int(table["n_seeds"].iloc[1:].max()) if len(table) > 1 else 1
+    stage = "after fine-tuning" if finetuned else "straight after pruning (no fine-tuning)"
+    caption = f"Pruning criteria compared: units removed, cost reduction and top-1 accuracy {stage}" + (
+        f", mean ± std over {seeds} seeds." if seeds > 1 else ", one seed."
+    )
+    notes = []
+    n_test = base["n_test"]
+    if n_test and not math.isnan(n_test):
+        one = 100.0 / float(n_test)
+        notes.append(
+            f"Top-1 is measured on the {int(n_test):,} test images; one image is worth {one:.2f} accuracy points."
+        )
+    notes.append(
+        f"Δ is the change of top-1 {stage} against the unpruned baseline ({base['top1_pct']:.2f}%), in accuracy "
+        "points; ≈ marks a change smaller than one test image" + (" or within the seed std" if seeds > 1 else "") + "."
+    )
+    if finetuned:
+        notes.append("'Top-1 pruned' is the accuracy straight after removing the units, before fine-tuning.")
+    notes.append(
+        "Removed units: the units each plan removed (layer<stage>.<index>, stages from 1); where the seeds removed "
+        "different units, their sets are separated by |."
+    )
+    if table["latency_ms"].notna().any():
+        how = ""
+        if summary is not None and "latency_threads" in summary and summary["latency_threads"].notna().any():
+            how = (
+                f" of {int(summary['latency_batch_size'].dropna().iloc[0])} images on "
+                f"{int(summary['latency_threads'].dropna().iloc[0])} thread(s)"
+            )
+            if "latency_passes" in summary and summary["latency_passes"].notna().any():
+                how += f", {int(summary['latency_passes'].dropna().iloc[0])} timed passes per model"
+        notes.append(
+            f"Latency: median time per batch{how}, with its interquartile range [IQR]; every model timed one after "
+            "another in a dedicated step that no other workflow job runs beside; ≈ marks a model whose range overlaps the "
+            "baseline's (no measurable difference)."
+        )
+    if table["energy_mj"].notna().any():
+        source = ""
+        if summary is not None and "energy_source" in summary:
+            parts = {p.strip() for v in summary["energy_source"].dropna() for p in str(v).split(";") if p.strip()}
+            source = f" CPU power: {'; '.join(sorted(parts))}." if parts else ""
+        window = "fixed-length windows"
+        if summary is not None and "energy_window_s" in summary and summary["energy_window_s"].notna().any():
+            window = (
+                f"{int(summary['energy_windows'].dropna().iloc[0])} windows of "
+                f"{float(summary['energy_window_s'].dropna().iloc[0]):g} s"
+            )
+        notes.append(
+            f"Energy: CodeCarbon's inference energy per image over {window} of inference per model "
+            "(median [IQR] of the windows); ≈ marks a model whose energy range or latency range overlaps the "
+            f"baseline's (estimated energy follows time).{source}"
+        )
+    return caption, notes
 
 
-def main_table_latex(table: pd.DataFrame) -> str:
-    """The main table as a booktabs LaTeX ``tabular`` (needs ``jinja2``, through pandas' Styler)."""
+def main_table_markdown(table: pd.DataFrame, summary: pd.DataFrame | None = None) -> str:
+    """The main table as GitHub Markdown (needs ``tabulate``), with its caption above and notes below."""
+    caption, notes = main_table_notes(table, summary)
+    body = _display_table(table, latex=False).to_markdown(index=False, disable_numparse=True)
+    return f"**Table: {caption}**\n\n{body}\n\n" + "".join(f"- {n}\n" for n in notes)
+
+
+def main_table_latex(table: pd.DataFrame, summary: pd.DataFrame | None = None) -> str:
+    """The main table as a booktabs LaTeX ``table`` float with caption and notes (needs ``jinja2``, through
+    pandas' Styler)."""
+    caption, notes = main_table_notes(table, summary)
     display = _display_table(table, latex=True)
-    return display.to_latex(index=False, escape=False, column_format="ll" + "r" * (display.shape[1] - 2))
+    tabular = display.to_latex(index=False, escape=False, column_format="ll" + "r" * (display.shape[1] - 2))
+
+    def tex(text: str) -> str:
+        for a, b in (("%", r"\%"), ("_", r"\_"), ("≈", r"$\approx$"), ("±", r"$\pm$"), ("Δ", r"$\Delta$")):
+            text = text.replace(a, b)
+        return text.replace("–", "--").replace("|", r"$|$")
+
+    return (
+        "\\begin{table}\n\\centering\n\\footnotesize\n"
+        f"\\caption{{{tex(caption)}}}\n\\label{{tab:main}}\n{tabular}"
+        + "\\par\\smallskip\n"
+        + "".join(f"{tex(n)}\\par\n" for n in notes)
+        + "\\end{table}\n"
+    )
 
 
-def write_main_tables(summary: pd.DataFrame, markdown: str | Path | None, latex: str | Path | None) -> list[Path]:
-    """Writes the main table as Markdown and/or LaTeX (atomically); returns the written paths."""
+def main_table_html(table: pd.DataFrame, summary: pd.DataFrame | None = None) -> str:
+    """The main table as a self-contained HTML page (caption and notes included), for the report."""
+    import html
+
+    caption, notes = main_table_notes(table, summary)
+    display = _display_table(table, latex=False)
+    body = display.to_html(index=False, border=0, escape=True, classes="main-table")
+    note_items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
+    style = (
+        "body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse;font-size:0.85em}"
+        "th,td{padding:0.25em 0.6em;border-bottom:1px solid #ccc;text-align:right}"
+        "td:nth-child(-n+4),th:nth-child(-n+4){text-align:left}th{background:#f2f2f2}"
+        "caption{caption-side:top;text-align:left;font-weight:bold;margin-bottom:0.5em}"
+        "ul{font-size:0.85em;color:#333;max-width:60em}"
+    )
+    table_html = body.replace('<table border="0" class="dataframe main-table">', '<table class="main-table">')
+    table_html = table_html.replace(">", f"><caption>{html.escape(caption)}</caption>", 1)
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Main table</title><style>{style}</style>'
+        f"</head>\n<body>\n{table_html}\n<ul>{note_items}</ul>\n</body></html>\n"
+    )
+
+
+def write_main_tables(
+    summary: pd.DataFrame,
+    markdown: str | Path | None,
+    latex: str | Path | None,
+    html: str | Path | None = None,
+) -> list[Path]:
+    """Writes the main table as Markdown, LaTeX and/or HTML (atomically); returns the written paths."""
     table = main_table(summary)
     written = []
     if markdown is not None:
-        written.append(write_text(markdown, main_table_markdown(table)))
+        written.append(write_text(markdown, main_table_markdown(table, summary)))
     if latex is not None:
-        written.append(write_text(latex, main_table_latex(table)))
+        written.append(write_text(latex, main_table_latex(table, summary)))
+    if html is not None:
+        written.append(write_text(html, main_table_html(table, summary)))
     return written

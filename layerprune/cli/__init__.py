@@ -11,11 +11,12 @@ import argparse
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 
-__all__ = ["COMMANDS", "build_parser", "exit_on_sigterm", "main"]
+__all__ = ["COMMANDS", "build_parser", "exit_on_sigterm", "main", "plain_text"]
 
 # subcommand -> module under layerprune.cli that registers it (module.register(subparsers))
 COMMANDS = {
@@ -23,6 +24,7 @@ COMMANDS = {
     "info": "info",
     "baseline": "baseline",
     "evaluate": "evaluate",
+    "latency": "latency",
     "extract": "extract",
     "similarity": "similarity",
     "segment": "segment",
@@ -33,7 +35,17 @@ COMMANDS = {
     "shortcut": "shortcut",
     "summarize": "summarize",
     "figures": "figures",
+    "import-llama2c": "lm",
+    "perplexity": "lm",
+    "drop-one": "lm",
+    "export-hf": "lm",
 }
+
+
+def plain_text(doc: str | None) -> str:
+    """A module docstring as ``--help`` text: reStructuredText roles and literals shown as plain words."""
+    text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", doc or "")
+    return text.replace("``", "")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -118,6 +118,10 @@ def finish_emissions(args: argparse.Namespace) -> None:
     _finish(args.emissions)
 
 
+#: Keys of the config's evaluation section that the in-job evaluation of prune and finetune takes.
+_IN_JOB_EVALUATION = ("batch_size", "latency_batch_size", "latency_repeats")
+
+
 def add_evaluation_args(parser: argparse.ArgumentParser) -> None:
     """Flags of the stages that also evaluate the model they write (prune, finetune) as
     ``layerprune evaluate`` does: the workflow then starts one process per model, not two
@@ -148,7 +152,8 @@ def evaluate_written_model(args: argparse.Namespace, model: torch.nn.Module, pre
         args.data,
         emissions_csv=None if args.no_emissions else csv,
         country_iso_code=args.country,
-        **args.evaluation,
+        # the timing step's keys (rounds, threads, energy windows) belong to `layerprune latency`
+        **{k: v for k, v in args.evaluation.items() if k in _IN_JOB_EVALUATION},
     )
     write_json(args.metrics, {**metrics, "model": str(path)})
     _finish(csv)

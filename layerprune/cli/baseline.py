@@ -13,6 +13,7 @@ from layerprune.cli._common import (
     emissions_path,
     finish_emissions,
     json_arg,
+    section_arg,
     set_threads,
 )
 
@@ -36,9 +37,11 @@ def _run(args: argparse.Namespace) -> None:
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("baseline", help="train or import the unpruned model")
     add_data_args(p)
-    p.add_argument("--model", type=json_arg, required=True, help="the config's model section (JSON or @file)")
+    p.add_argument(
+        "--model", type=section_arg("model"), required=True, help="the config's model section (JSON or @file)"
+    )
     p.add_argument("--train", type=json_arg, default={}, help="the config's train section (JSON or @file)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of weight initialisation, data order and augmentation")
     p.add_argument("--out", type=Path, required=True, help="checkpoint to write")
     p.add_argument("--workdir", type=Path, required=True, help="folder for resumable training state")
     p.add_argument("--log-csv", type=Path, required=True, help="per-epoch training log")

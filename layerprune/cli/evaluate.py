@@ -40,9 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help="a layerprune checkpoint")
     add_data_args(p)
     p.add_argument("--out", type=Path, required=True, help="metrics JSON to write")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--latency-batch-size", type=int, default=64)
-    p.add_argument("--latency-repeats", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=256, help="images per batch of the test-set pass")
+    p.add_argument("--latency-batch-size", type=int, default=64, help="images per timed forward pass")
+    p.add_argument(
+        "--latency-repeats",
+        type=int,
+        default=20,
+        help="timed passes (median reported); for comparable timings of several models use `layerprune latency`",
+    )
     add_emissions_args(p)
     add_threads_arg(p)
     p.set_defaults(func=_run)

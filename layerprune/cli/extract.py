@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help="baseline checkpoint")
     add_data_args(p)
     p.add_argument("--size", type=int, default=512, help="calibration images (training split)")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=128, help="calibration images per forward pass")
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset")
     p.add_argument("--mode", choices=sorted(CKA_MODES), default="minibatch", help="CKA matrix estimator")
     p.add_argument("--sglp-batch", type=int, default=500, help="batch of the sglp estimator")

@@ -7,6 +7,7 @@ import argparse
 import glob
 from pathlib import Path
 
+from layerprune.cli import plain_text
 from layerprune.figures import FIGURES, FORMATS, FigureInputs, make_figures
 
 
@@ -28,6 +29,7 @@ def _run(args: argparse.Namespace) -> None:
         adversarial=_robustness_files(args, "adversarial"),
         corruptions=_robustness_files(args, "corruptions"),
         compare=args.compare,
+        drop_one=args.drop_one,
     )
     make_figures(given, args.out_dir, only=args.only, formats=args.formats, dpi=args.dpi)
 
@@ -36,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "figures",
         help="draw the papers' figures from result files",
-        description=__doc__ + f"\n\nFigures: {', '.join(FIGURES)}.",
+        description=plain_text(__doc__) + f"\n\nFigures: {', '.join(FIGURES)}.",
     )
     files = {"nargs": "*", "type": Path, "default": [], "metavar": "FILE"}
     p.add_argument(
@@ -71,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--compare", **files, help="other experiments' summary.csv (compare_experiments; each named by its folder)"
     )
+    p.add_argument("--drop-one", type=Path, default=None, help="drop_one.csv of a causal LM (scores_vs_drop_one)")
     p.add_argument("--out-dir", type=Path, required=True, help="folder for <name>.<fmt>")
     p.add_argument(
         "--only",

@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help="pruned checkpoint")
     add_data_args(p)
     p.add_argument("--finetune", type=json_arg, default={}, help="the config's finetune section")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of data order and augmentation (the run's seed)")
     p.add_argument(
         "--shortcut",
         type=section_arg("shortcut"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from layerprune.models import (
     ARCHITECTURES,
@@ -56,7 +57,13 @@ def _blocks(value: str) -> list[int]:
 def _run(args: argparse.Namespace) -> None:
     if args.checkpoint and args.arch:
         raise ValueError("give either a CHECKPOINT or --arch, not both")
-    if args.checkpoint:
+    if args.checkpoint and Path(args.checkpoint).is_dir():  # a causal LM directory
+        from layerprune.lm import load_causal_lm
+
+        model = load_causal_lm(args.checkpoint)
+        info = describe(model, [args.seq_len or model.config.max_position_embeddings])
+        info["cost_unit"] = "per token"
+    elif args.checkpoint:
         ckpt = load_checkpoint(args.checkpoint)
         info = describe(ckpt.model, ckpt.preprocessing["input_size"])
         info["preprocessing"] = ckpt.preprocessing
@@ -74,7 +81,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(info, indent=2))
         return
-    print(f"{info['spec']}  input {info['input_size']}")
+    print(f"{info['spec']}  input {info['input_size']}" + (f" ({info['cost_unit']})" if "cost_unit" in info else ""))
     print(f"params {info['params']:,}  MACs {info['macs']:,}  blocks per stage {info['blocks_per_stage']}")
     for u in info["units"]:
         flag = "removable" if u["removable"] else "fixed"
@@ -83,11 +90,17 @@ def _run(args: argparse.Namespace) -> None:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("info", help="describe a model's prunable units and cost")
-    p.add_argument("checkpoint", nargs="?", help="a layerprune checkpoint")
+    p.add_argument("checkpoint", nargs="?", help="a layerprune checkpoint, or a causal LM directory")
     p.add_argument("--arch", choices=sorted(ARCHITECTURES), help="describe an architecture instead")
     p.add_argument("--blocks", type=_blocks, help="units per stage, e.g. 9,9,9")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default 10 CIFAR, 1000 ImageNet)")
-    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("--in-channels", type=int, default=3, help="input channels of --arch (1 for grey images)")
     p.add_argument("--image-size", type=int, default=None, help="input side (default 32 CIFAR, 224 ImageNet)")
+    p.add_argument(
+        "--seq-len",
+        type=int,
+        default=None,
+        help="causal LM: sequence length of the per-token cost (default: the model's max_position_embeddings)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=_run)

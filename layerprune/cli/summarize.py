@@ -1,7 +1,7 @@
-"""``layerprune summarize``: one tidy ``summary.csv`` of an experiment, and the main table (Markdown, LaTeX).
+"""``layerprune summarize``: one tidy ``summary.csv`` of an experiment, and the main table (Markdown, LaTeX, HTML).
 
-Every input is an explicit file list (as Snakemake passes ``{input.x}``); per-run files are matched to their
-(method, budget, seed) by their path, ``.../<method>/<budget>/seed<N>/<file>``, so the lists need no common order.
+Every input is an explicit file list (as Snakemake passes them); per-run files are matched to their
+(method, budget, seed) by their path, .../<method>/<budget>/seed<N>/<file>, so the lists need no common order.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from layerprune.cli import plain_text
 from layerprune.summary import (
     build_summary,
     collect_runs,
@@ -18,6 +19,12 @@ from layerprune.summary import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+def _one(paths: list[Path], flag: str) -> Path | None:
+    if len(paths) > 1:
+        raise ValueError(f"{flag} takes one file, got {len(paths)}: {[str(p) for p in paths]}")
+    return paths[0] if paths else None
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -39,11 +46,12 @@ def _run(args: argparse.Namespace) -> None:
         baseline_inference_emissions=args.baseline_inference_emissions,
         baseline_adversarial=args.baseline_adversarial,
         baseline_corruptions=args.baseline_corruptions,
+        latency=_one(args.latency, "--latency"),
         baseline_shortcut=args.baseline_shortcut,
     )
     write_summary(args.out, summary)
     logger.info("wrote %s (%d rows, %d runs)", args.out, len(summary), len(runs))
-    for path in write_main_tables(summary, args.table_md, args.table_tex):
+    for path in write_main_tables(summary, args.table_md, args.table_tex, args.table_html):
         logger.info("wrote %s", path)
 
 
@@ -51,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "summarize",
         help="join every result of an experiment into summary.csv and the main table",
-        description=__doc__,
+        description=plain_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     files = {"nargs": "*", "type": Path, "default": [], "metavar": "FILE"}
@@ -97,7 +105,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--shortcut", **files, help="robustness/<method>/<budget>/seed<N>/shortcut.csv (of each run's last model)"
     )
+    p.add_argument(
+        "--latency",
+        **files,
+        help="latency/latency.csv of `layerprune latency` (latency with its spread, energy per image); at most one "
+        "file, none for experiments without the timing step (causal language models)",
+    )
     p.add_argument("--out", type=Path, required=True, help="summary.csv to write")
     p.add_argument("--table-md", type=Path, default=None, help="main table as Markdown (tables/main.md)")
     p.add_argument("--table-tex", type=Path, default=None, help="main table as LaTeX (tables/main.tex)")
+    p.add_argument("--table-html", type=Path, default=None, help="main table as an HTML page (tables/main.html)")
     p.set_defaults(func=_run)

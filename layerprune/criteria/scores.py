@@ -13,11 +13,12 @@ import torch.nn.functional as F
 from scipy.stats import rankdata
 from torch import Tensor, nn
 
-from layerprune.models.units import unit_module
+from layerprune.models.units import forward_units, sample_rows, unit_module, unit_names
 from layerprune.similarity import Precision, linear_cka
 
 __all__ = [
     "angular_scores",
+    "angular_span_scores",
     "block_influence_scores",
     "cka_scores",
     "consensus_scores",
@@ -101,6 +102,38 @@ def angular_scores(io_cosine: Mapping[str, float]) -> dict[str, float]:
     """Angular distance arccos(cos) / pi between a unit's input and output (Gromov et al., 2024,
     https://arxiv.org/abs/2403.17887, applied to one unit)."""
     return {name: math.acos(max(-1.0, min(1.0, float(c)))) / math.pi for name, c in io_cosine.items()}
+
+
+@torch.no_grad()
+def angular_span_scores(
+    model: nn.Module,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    span: int,
+    *,
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
+    """Gromov et al.'s n-consecutive-layers criterion: the angular distance arccos(cos)/pi between
+    the input of unit ``l`` and the output of unit ``l + span - 1``, averaged over samples (every
+    token of a causal LM; the paper reads only the last token). Keyed by the span's first unit:
+    the span with the lowest score is the block of ``span`` consecutive units to remove.
+    https://arxiv.org/abs/2403.17887. With ``span=1`` this is :func:`angular_scores` of each unit.
+    """
+    names = unit_names(model)
+    if not 1 <= span <= len(names):
+        raise ValueError(f"span must be between 1 and the {len(names)} units, got {span}")
+    model = model.to(device).eval()
+    sums = torch.zeros(len(names) - span + 1, dtype=torch.float64)
+    seen = 0
+    for x, _y in batches:
+        stem, outputs = forward_units(model, x.to(device))
+        hidden = [sample_rows(model, h) for h in (stem, *outputs)]
+        for start in range(len(sums)):
+            cos = F.cosine_similarity(hidden[start].double(), hidden[start + span].double(), dim=1)
+            sums[start] += torch.arccos(cos.clamp(-1.0, 1.0)).sum().cpu() / math.pi
+        seen += hidden[0].shape[0]
+    if seen == 0:
+        raise ValueError("the angular span criterion needs at least one calibration batch")
+    return {names[start]: float(total) / seen for start, total in enumerate(sums)}
 
 
 def greedy_loss_scores(bypassed_loss: Mapping[str, float], intact_loss: float) -> dict[str, float]:

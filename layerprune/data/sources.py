@@ -344,6 +344,10 @@ def build_dataset(cfg: dict, split: str, *, augment: bool = False, normalize: bo
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     cfg = _section(cfg)
+    if cfg["name"] == "text":  # windows of tokens for a causal language model
+        from layerprune.lm.text import text_dataset
+
+        return _limited(text_dataset(cfg, split), cfg, split)
     info = dataset_info(cfg, split)
     name = cfg["name"]
     source = SOURCES[name]
@@ -363,6 +367,11 @@ def build_dataset(cfg: dict, split: str, *, augment: bool = False, normalize: bo
     else:
         transform = _transform(cfg, info, augment=augment, normalize=normalize)
         dataset = _imagefolder_dataset(cfg, split, transform)
+    return _limited(dataset, cfg, split)
+
+
+def _limited(dataset: Dataset, cfg: dict, split: str) -> Dataset:
+    """``dataset``, or its seeded subset when the config's ``<split>_subset`` is set."""
     limit = cfg[f"{split}_subset"]
     if limit:
         dataset = seeded_subset(dataset, int(limit), int(cfg["split_seed"]))

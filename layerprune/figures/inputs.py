@@ -20,6 +20,7 @@ __all__ = [
     "BASELINE_KEY",
     "RunKey",
     "read_cka",
+    "read_drop_one",
     "read_robustness",
     "read_scores",
     "read_segments",
@@ -99,6 +100,13 @@ def read_scores(paths: Sequence[str | Path], budget: str | None = None) -> tuple
         frame["removed"] = frame["removed"].astype(str).str.lower().isin(("true", "1", "1.0"))
         chosen[method] = frame
     return chosen, budget
+
+
+def read_drop_one(path: str | Path | None) -> pd.DataFrame | None:
+    """``drop_one.csv`` (``unit, position, perplexity, ...``), or None when not given."""
+    if path is None:
+        return None
+    return read_table(path, ("unit", "position", "perplexity"))
 
 
 def read_robustness(paths: Sequence[str | Path], needed: Sequence[str]) -> dict[RunKey, pd.DataFrame]:

@@ -13,12 +13,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from layerprune.figures.style import figure_style, method_color, note
+from layerprune.figures.style import REMOVED_COLOR, figure_style, method_color, note
 from layerprune.summary import method_label
 
-__all__ = ["cka_segments", "criterion_scores"]
-
-_REMOVED_COLOR = "#d62728"
+__all__ = ["cka_segments", "criterion_scores", "criterion_scores_data"]
 
 
 @figure_style()
@@ -86,7 +84,41 @@ def _unit_order(scores: Mapping[str, pd.DataFrame], order: Sequence[str] | None)
     seen = list(dict.fromkeys(u for frame in scores.values() for u in frame["unit"]))
     if order is None:
         return seen
-    return [u for u in order if u in set(seen)] + [u for u in seen if u not in set(order)]
+    # every unit of the segmentation, scored or not (a unit no criterion may remove still marks a boundary)
+    return list(order) + [u for u in seen if u not in set(order)]
+
+
+def criterion_scores_data(
+    scores: Mapping[str, pd.DataFrame], segments: Mapping[str, Any] | None = None
+) -> tuple[pd.DataFrame, list[float]]:
+    """The bars and lines of :func:`criterion_scores`.
+
+    Returns:
+        ``(bars, boundaries)``: bars has ``method, unit, position, score, removed`` for every method and every unit
+        in forward order (NaN score: a unit the criterion did not score, e.g. one that cannot be removed);
+        boundaries are the x positions between segments, one per segment after the first.
+    """
+    order = _unit_order(scores, None if segments is None else list(segments["units"]))
+    rows = []
+    for method, frame in scores.items():
+        indexed = frame.drop_duplicates("unit").set_index("unit").reindex(order)
+        for position, unit in enumerate(order):
+            rows.append(
+                {
+                    "method": method,
+                    "unit": unit,
+                    "position": position,
+                    "score": float(indexed.loc[unit, "score"]),
+                    "removed": bool(indexed.loc[unit, "removed"])
+                    if not pd.isna(indexed.loc[unit, "removed"])
+                    else False,
+                }
+            )
+    boundaries = []
+    if segments is not None:
+        units = list(segments["units"])
+        boundaries = [order.index(units[start]) - 0.5 for start, _stop in segments["segments"][1:]]
+    return pd.DataFrame(rows, columns=["method", "unit", "position", "score", "removed"]), boundaries
 
 
 @figure_style()
@@ -96,7 +128,7 @@ def criterion_scores(
     segments: Mapping[str, Any] | None = None,
 ) -> Figure:
     """Each criterion's score of every unit (one panel per method, lower = safer to remove), the units it removed
-    at ``budget`` in red, and the Fisher segment boundaries as dotted lines.
+    at ``budget`` in black (a colour no method has), and every Fisher segment boundary as a dotted line.
 
     Args:
         scores: per method, its ``scores.csv`` (``unit, score, removed``) at one budget.
@@ -105,34 +137,35 @@ def criterion_scores(
     """
     methods = list(scores)
     n = max(1, len(methods))
-    order = _unit_order(scores, None if segments is None else list(segments["units"]))
+    bars, boundaries = criterion_scores_data(scores, segments)
+    order = list(dict.fromkeys(bars["unit"])) if not bars.empty else []
     width = min(14.0, 4.0 + 0.35 * len(order))
     fig, axes = plt.subplots(n, 1, figsize=(width, 1.5 * n + 1.2), sharex=True, squeeze=False)
     if not methods:
         note(axes[0, 0], "no scores.csv given (pruning stage not run)")
         return fig
-    x = np.arange(len(order))
     for ax, method in zip(axes[:, 0], methods):
-        frame = scores[method].drop_duplicates("unit").set_index("unit").reindex(order)
-        values = frame["score"].to_numpy(float)
-        removed = frame["removed"].fillna(False).to_numpy(bool)
-        colors = [_REMOVED_COLOR if r else method_color(method, methods) for r in removed]
-        finite = np.isfinite(values)
-        if not finite.any():
+        rows = bars[bars["method"] == method]
+        finite = rows[np.isfinite(rows["score"].to_numpy(float))]
+        if finite.empty:
             note(ax, f"{method_label(method)}: no finite scores")
             continue
-        ax.bar(x[finite], values[finite], color=np.array(colors, dtype=object)[finite].tolist(), width=0.8)
+        colors = [REMOVED_COLOR if r else method_color(method, methods) for r in finite["removed"]]
+        ax.bar(finite["position"].to_numpy(int), finite["score"].to_numpy(float), color=colors, width=0.8)
         ax.set_ylabel(method_label(method), rotation=0, ha="right", va="center")
         ax.grid(axis="x", visible=False)
-        if segments is not None:
-            units = list(segments["units"])
-            for start, _stop in segments["segments"][1:]:
-                if units[start] in order:
-                    ax.axvline(order.index(units[start]) - 0.5, color="0.3", linestyle=":", linewidth=1)
-    axes[-1, 0].set_xticks(x, order, rotation=90, fontsize=7)
-    handles = [Patch(color=_REMOVED_COLOR, label=f"removed{'' if budget is None else f' at {budget}'}")]
+        for x in boundaries:
+            ax.axvline(x, color="0.3", linestyle=":", linewidth=1)
+    scored = set(bars.loc[np.isfinite(bars["score"].to_numpy(float)), "unit"])
+    axes[-1, 0].set_xticks(range(len(order)), order, rotation=90, fontsize=7)
+    for tick, unit in zip(axes[-1, 0].get_xticklabels(), order):
+        if unit not in scored:
+            tick.set_color("0.6")
+    handles = [Patch(color=REMOVED_COLOR, label=f"removed{'' if budget is None else f' at {budget}'}")]
     if segments is not None:
         handles.append(Line2D([], [], color="0.3", linestyle=":", label="segment boundary"))
+    if scored != set(order):
+        handles.append(Patch(color="white", label="grey name: unit not scored (not removable)"))
     fig.suptitle("Per-unit scores of each criterion (lower = safer to remove)")
     fig.tight_layout()
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(handles), frameon=False)

@@ -28,10 +28,13 @@ from layerprune.summary import method_label
 __all__ = [
     "BASELINE_COLOR",
     "FORMATS",
+    "REMOVED_COLOR",
     "budget_linestyle",
     "figure_style",
     "method_color",
     "method_label",
+    "method_marker",
+    "method_offsets",
     "note",
     "save_figure",
 ]
@@ -44,6 +47,9 @@ BASELINE_COLOR = "black"
 _PALETTE = plt.get_cmap("tab10").colors + plt.get_cmap("Dark2").colors
 
 _LINESTYLES = ("-", "--", ":", "-.")
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "p", "*")
+#: Highlight of removed units: black, which no method colour is (the palettes are tab10 and Dark2).
+REMOVED_COLOR = "black"
 
 _RC = {
     "figure.dpi": 100,
@@ -71,15 +77,39 @@ def method_color(method: str, others: Iterable[str] = ()) -> tuple[float, ...] |
     """A stable colour for ``method``: the known methods first, unknown ones by sorted position after them."""
     if method == "baseline":
         return BASELINE_COLOR
-    # The registered criteria in registration order (a record may fix its own colour), then the rest.
-    known = [c.name for c in criteria()]
+    # a registered criterion's record may fix its own colour
     fixed = {c.name: c.color for c in criteria() if c.color is not None}
     if method in fixed:
         return fixed[method]
+    return _PALETTE[_method_order(method, others).index(method) % len(_PALETTE)]
+
+
+def _method_order(method: str, others: Iterable[str]) -> list[str]:
+    """The registered criteria in registration order, then the others sorted, then ``method`` if still absent."""
+    known = [c.name for c in criteria()]
     order = known + sorted(set(others) - set(known) - {"baseline"})
     if method not in order:
         order.append(method)
-    return _PALETTE[order.index(method) % len(_PALETTE)]
+    return order
+
+
+def method_marker(method: str, others: Iterable[str] = ()) -> str:
+    """A stable marker per method (same order as :func:`method_color`), so methods with equal values stay
+    distinguishable where their points coincide; the baseline is a star."""
+    if method == "baseline":
+        return "*"
+    order = [m for m in _method_order(method, others) if m != "baseline"]
+    return _MARKERS[order.index(method) % (len(_MARKERS) - 1)]  # the last marker, "*", is the baseline's
+
+
+def method_offsets(methods: Sequence[str], span: float) -> dict[str, float]:
+    """Small, symmetric horizontal offsets (``span`` wide in all) that set the methods' points side by side, so
+    equal values are drawn next to each other instead of on top of each other."""
+    n = len(methods)
+    if n < 2:
+        return dict.fromkeys(methods, 0.0)
+    step = span / (n - 1)
+    return {m: (i - (n - 1) / 2) * step for i, m in enumerate(methods)}
 
 
 def budget_linestyle(budget: str, budgets: Sequence[str]) -> str:

@@ -96,10 +96,39 @@ def _read(path: Path) -> Any:
         ValueError,
         TypeError,
     ) as err:
+        reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        if not _looks_like_torch_file(path):
+            raise NotACheckpointError(
+                f"{path} is not a checkpoint: it is not a file torch.save writes ({_what_it_is(path)}); "
+                "give a model.pt written by a layerprune stage (baseline, prune, finetune)"
+            ) from None
         raise ValueError(
-            f"checkpoint {path} is corrupt or not a torch file ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}); delete it and rerun the stage that wrote it"
+            f"checkpoint {path} is a torch file that cannot be read ({reason}); it may be truncated (a copy or "
+            "write cut short): copy it again, or rerun the stage that wrote it"
         ) from None
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (or, in the legacy format, a pickle starting with the PROTO opcode)."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    return head == b"PK\x03\x04" or head[:1] == b"\x80"  # a zip's first local header (kept when truncated)
+
+
+def _what_it_is(path: Path) -> str:
+    """A short guess at what a non-torch file is, from its name and first bytes, for error messages."""
+    with path.open("rb") as fh:
+        head = fh.read(512)
+    if not head:
+        return "it is empty"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"binary data starting with {head[:8]!r}"
+    kinds = {".yaml": "YAML", ".yml": "YAML", ".json": "JSON", ".csv": "CSV", ".md": "Markdown", ".py": "Python"}
+    kind = kinds.get(path.suffix.lower(), "text")
+    first = text.strip().splitlines()[0][:60] if text.strip() else ""
+    return f"it is {kind}, starting {first!r}"
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -122,8 +151,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     lacking = [key for key in ("spec", "state_dict", "preprocessing") if not isinstance(payload.get(key), dict)]
     if lacking:
         raise ValueError(
-            f"checkpoint {path} lacks {lacking} (it is truncated or was not written by layerprune's "
-            "save_checkpoint); delete it and rerun the stage that wrote it"
+            f"checkpoint {path} lacks {lacking}: it was not written by layerprune's save_checkpoint (or is "
+            "truncated); give a model.pt written by a layerprune stage"
         )
     model = build_model(payload["spec"])
     _load_state(model, payload["state_dict"], path)

@@ -104,6 +104,10 @@ def build_model(spec: dict) -> nn.Module:
     """
     family = spec.get("arch")
     try:
+        if family == "causal_lm":
+            from layerprune.lm.model import build_causal_lm
+
+            return build_causal_lm(spec)
         if family == "cifar_resnet":
             return CifarResNet(
                 spec["blocks_per_stage"],
@@ -117,4 +121,6 @@ def build_model(spec: dict) -> nn.Module:
             )
     except KeyError as err:
         raise ValueError(f"model spec {spec} lacks the field {err.args[0]!r}") from None
-    raise ValueError(f"unknown model family {family!r} in spec; expected 'cifar_resnet' or 'torchvision_resnet'")
+    raise ValueError(
+        f"unknown model family {family!r} in spec; expected 'cifar_resnet', 'torchvision_resnet' or 'causal_lm'"
+    )

@@ -35,6 +35,7 @@ __all__ = [
     "parse_unit_name",
     "record_outputs",
     "renumber_after_removal",
+    "sample_rows",
     "unit_module",
     "unit_modules",
     "unit_name",
@@ -263,6 +264,12 @@ def record_outputs(model: nn.Module, names: Sequence[str]) -> Iterator[dict[str,
             h.remove()
         if original_penultimate is not None:
             del model.forward_penultimate
+
+
+def sample_rows(model: nn.Module, x: Tensor) -> Tensor:
+    """One row per sample of a unit's input or output: an image's flattened feature map, or, for
+    a model over tokens (one with ``sample_rows``, a causal LM), one row per token."""
+    return model.sample_rows(x) if hasattr(model, "sample_rows") else x.flatten(1)
 
 
 def forward_units(model: nn.Module, x: Tensor) -> tuple[Tensor, list[Tensor]]:

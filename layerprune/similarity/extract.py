@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from layerprune.io import atomic_path
-from layerprune.models.units import forward_from, get_units, unit_modules, unit_names
+from layerprune.models.units import forward_from, get_units, sample_rows, unit_modules, unit_names
 from layerprune.similarity._inputs import Precision
 from layerprune.similarity.minibatch import MinibatchCKA
 
@@ -112,10 +112,6 @@ class Representations:
             raise ValueError(f"{path} is not a representations file ({err}); delete it and rerun extraction") from None
 
 
-def _flat(x: Tensor) -> Tensor:
-    return x.flatten(1)
-
-
 @torch.no_grad()
 def extract_representations(
     model: nn.Module,
@@ -169,12 +165,14 @@ def extract_representations(
             h = unit(h)
             outputs.append(h)
         features = model.forward_penultimate(h)
-        intact.append(features.float().cpu())
-        labels.append(y.cpu())
+        intact.append(sample_rows(model, features).float().cpu())
+        labels.append(y.reshape(-1).cpu())
         intact_loss += float(F.cross_entropy(model.forward_head(features), y, reduction="sum"))
         for i, (inp, out) in enumerate(zip(unit_inputs, outputs[1:])):
             if inp.shape == out.shape:  # undefined (NaN) for downsampling units
-                cosine_sum[i] += F.cosine_similarity(_flat(inp), _flat(out), dim=1).double().sum().cpu()
+                cosine_sum[i] += (
+                    F.cosine_similarity(sample_rows(model, inp), sample_rows(model, out), dim=1).double().sum().cpu()
+                )
             else:
                 cosine_sum[i] = float("nan")
         for c, position in enumerate(positions):
@@ -182,14 +180,15 @@ def extract_representations(
                 feats = forward_from(model, unit_inputs[position], position + 1)
             else:
                 feats = forward_from(model, model.forward_stem(x), 0, skip=position)
-            bypassed[c].append(feats.float().cpu())
+            bypassed[c].append(sample_rows(model, feats).float().cpu())
             bypassed_loss[c] += float(F.cross_entropy(model.forward_head(feats), y, reduction="sum"))
+        samples = y.numel()  # images, or tokens of a causal LM
         if accumulator is not None:
-            if x.shape[0] >= accumulator.min_batch_size:
-                accumulator.update([_flat(o) for o in outputs])
+            if samples >= accumulator.min_batch_size:
+                accumulator.update([sample_rows(model, o) for o in outputs])
             else:
-                log.warning("batch of %d samples left out of the CKA matrix (too small)", x.shape[0])
-        n += x.shape[0]
+                log.warning("batch of %d samples left out of the CKA matrix (too small)", samples)
+        n += samples
     if n == 0:
         raise ValueError("no calibration batches; check calibration.size")
     return Representations(

@@ -22,13 +22,19 @@ __all__ = ["remove_units"]
 def remove_units(model: nn.Module, names: Sequence[str]) -> nn.Module:
     """Returns a copy of ``model`` without units ``names``; ``model`` is not modified.
 
-    The result computes exactly what ``model`` computes with those units bypassed.
+    The result computes exactly what ``model`` computes with those units bypassed. A causal
+    language model (:class:`layerprune.lm.CausalLM`) loses decoder layers through
+    :func:`layerprune.surgery.decoder.remove_decoder_layers`.
 
     Raises:
         KeyError: an unknown unit name.
         ValueError: a duplicate name, a unit that changes the shape (not removable), or
             every unit of a stage.
     """
+    if getattr(model, "family", None) == "causal_lm":
+        from layerprune.surgery.decoder import remove_decoder_layers
+
+        return remove_decoder_layers(model, names)
     names = list(names)
     if len(set(names)) != len(names):
         raise ValueError(f"unit names to remove contain duplicates: {names}")

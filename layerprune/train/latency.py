@@ -56,7 +56,8 @@ def measure_latency(
         channels_last: ``"auto"`` (on for conv nets), ``True`` or ``False``, as in training.
 
     Returns:
-        ``median_ms`` and ``mean_ms`` per batch, ``min_ms``, ``samples_per_s`` (from the median), ``batch_size``,
+        ``median_ms``, its quartiles ``q1_ms`` and ``q3_ms`` (the spread), ``mean_ms``, ``min_ms`` and ``max_ms`` per
+        batch, every timed pass (``samples_ms``), ``samples_per_s`` (from the median), ``batch_size``,
         ``repeats`` and ``device``.
 
     Raises:
@@ -95,10 +96,15 @@ def measure_latency(
             model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
     median = statistics.median(times_ms)
+    q1, _, q3 = statistics.quantiles(times_ms, n=4, method="inclusive") if len(times_ms) > 1 else (median,) * 3
     return {
         "median_ms": median,
+        "q1_ms": q1,
+        "q3_ms": q3,
         "mean_ms": statistics.fmean(times_ms),
         "min_ms": min(times_ms),
+        "max_ms": max(times_ms),
+        "samples_ms": times_ms,
         "samples_per_s": batch_size / (median / 1e3),
         "batch_size": batch_size,
         "repeats": repeats,

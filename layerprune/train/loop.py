@@ -227,6 +227,7 @@ def evaluate(
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     correct = torch.zeros((), dtype=torch.int64, device=dev)
+    n_targets = 0  # images, or tokens of a causal LM (targets (B, T))
     try:
         with torch.inference_mode():
             for x, y in loader:
@@ -235,9 +236,10 @@ def evaluate(
                 logits = model(x).float()
                 loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
                 correct += (logits.argmax(dim=1) == y).sum()
+                n_targets += y.numel()
     finally:
         model.train(was_training)
-    return {"top1": correct.item() / n_total, "loss": loss_sum.item() / n_total, "n": n_total}
+    return {"top1": correct.item() / n_targets, "loss": loss_sum.item() / n_targets, "n": n_targets}
 
 
 def weights_sha256(model: nn.Module) -> str:
@@ -459,9 +461,9 @@ def fit(
             scaler.step(optimizer)
             scaler.update()
             scheduler.step()
-            loss_sum += loss.detach().double() * y.shape[0]
+            loss_sum += loss.detach().double() * y.numel()  # images, or tokens
             correct += (logits.detach().argmax(dim=1) == y).sum()
-            seen += y.shape[0]
+            seen += y.numel()
             if show_bar and step % 10 == 0:
                 bar.set_postfix(loss=f"{loss_value:.3f}")
             if log_progress and step + 1 < steps_per_epoch:  # the epoch line reports the last step

@@ -79,9 +79,10 @@ def test_summary_has_a_row_per_scheduled_model_and_no_missing_values(run: dict) 
     expected = {(m, b) for m in CONFIG["methods"] for b in CONFIG["budgets"]}
     assert set(zip(finetuned["method"], finetuned["budget"])) == expected
     assert len(finetuned) == len(expected)
-    every_row = ("params", "params_reduction", "macs", "macs_reduction", "top1", "top1_delta", "latency_ms",
+    every_row = ("params", "params_reduction", "macs", "macs_reduction", "top1", "top1_delta",
                  "inference_energy_kwh", "inference_co2_kg")  # fmt: skip
-    compared = ("adv_accuracy_mean", "corruption_accuracy_mean", "mce")  # baseline and fine-tuned models
+    # baseline and fine-tuned models (the timing step times the compared models only)
+    compared = ("adv_accuracy_mean", "corruption_accuracy_mean", "mce", "latency_ms", "latency_q1_ms", "latency_q3_ms")
     for column in every_row:
         assert not summary[column].isna().any(), column
     for column in (*compared, "finetune_energy_kwh", "finetune_co2_kg"):
@@ -91,7 +92,7 @@ def test_summary_has_a_row_per_scheduled_model_and_no_missing_values(run: dict) 
     assert (finetuned["macs_reduction"] > 0).all()
 
 
-FIGURES = ("accuracy_vs_macs", "energy", "pareto", "cka_segments", "criterion_scores",
+FIGURES = ("accuracy_vs_macs", "removed_units", "energy", "pareto", "cka_segments", "criterion_scores",
            "robustness_adversarial", "robustness_corruptions")  # fmt: skip
 
 
@@ -99,13 +100,19 @@ def test_figures_tables_and_report_exist_and_are_not_empty(run: dict) -> None:
     figures = sorted(p.name for p in (run["results"] / "figures").glob("*"))
     assert figures == sorted(f"{name}.{fmt}" for name in FIGURES for fmt in CONFIG["figures"]["formats"])
     tables = sorted(p.name for p in (run["results"] / "tables").glob("*"))
-    assert tables == ["main.md", "main.tex"]
+    assert tables == ["main.html", "main.md", "main.tex"]
     for path in [*(run["results"] / "figures").glob("*"), *(run["results"] / "tables").glob("*")]:
         assert path.stat().st_size > 0, path
     report = (run["dir"] / "report.html").read_text()
     for name in FIGURES:  # every figure is in the report, with its caption
         assert f"{name}.png" in report, name
     assert "config.html" in report  # the config it ran with
+    assert "main.html" in report  # the main table, readable inside the report
+    timed = pd.read_csv(run["results"] / "latency" / "latency.csv")
+    assert len(timed) == 1 + len(CONFIG["methods"]) * len(CONFIG["budgets"])
+    assert (timed["latency_q1_ms"] <= timed["latency_ms"]).all() and (
+        timed["latency_ms"] <= timed["latency_q3_ms"]
+    ).all()
     resolved = yaml.safe_load((run["results"] / "config.yaml").read_text())
     assert resolved["experiment"] == EXPERIMENT and resolved["methods"] == CONFIG["methods"]
     assert resolved["evaluation"]["latency_repeats"] == CONFIG["evaluation"]["latency_repeats"]

@@ -137,6 +137,40 @@ def test_an_experiment_configfile_replaces_the_quick_default_in_the_workflow(tmp
     assert '"image_size": null' in shell and '"epochs": 30' in shell, shell[-2000:]
 
 
+@pytest.mark.parametrize(
+    ("model", "data", "message"),
+    [
+        ({}, {"name": "text"}, "set model.family: causal_lm"),
+        ({"family": "causal_lm", "path": "m"}, {"name": "digits"}, "a causal_lm reads data.name: text"),
+        (
+            {"family": "causal_lm"},
+            {"name": "text", "tokenizer": "t", "train_text": "a", "test_text": "b"},
+            "exactly one of model.path",
+        ),
+        (
+            {"family": "causal_lm", "path": "m"},
+            {"name": "text", "train_text": "a", "test_text": "b"},
+            "data.tokenizer: required",
+        ),
+        (
+            {"family": "causal_lm", "path": "m"},
+            {"name": "text", "tokenizer": "t", "test_text": "b"},
+            "data.train_text: required",
+        ),
+        (
+            {"family": "causal_lm", "path": "m"},
+            {"name": "text", "tokenizer": "t", "train_text": "a", "test_text": "b", "seq_len": 64, "stride": 64},
+            "data.stride: 64 must be below data.seq_len",
+        ),
+    ],
+)
+def test_language_model_config_errors_name_the_key(model: dict, data: dict, message: str) -> None:
+    from layerprune.config import ConfigError, validate_config
+
+    with pytest.raises(ConfigError, match=message):
+        validate_config({"experiment": "lm", "model": model, "data": data})
+
+
 def test_defaults_and_sections_come_from_the_schema() -> None:
     schema = load_schema()["properties"]["pruning"]["properties"]
     pruning = defaults("pruning")
@@ -160,3 +194,26 @@ def test_a_hand_run_command_checks_its_json_sections(capsys: pytest.CaptureFixtu
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "--pruning" in err and "pruning.min_units_per_stage: 0 is less than the minimum of 1" in err, err
+
+
+def test_profile_placeholders_are_refused_naming_each():
+    from layerprune.config import check_profile_resources
+
+    check_profile_resources(["mem_mb=4000", "slurm_partition=gpu"], {"finetune_model": {"gpu": 1}})
+    with pytest.raises(ConfigError, match="slurm_partition=EDIT_ME_partition") as err:
+        check_profile_resources(["mem_mb=4000", "slurm_partition=EDIT_ME_partition"], {})
+    assert "sinfo -s" in str(err.value)
+    with pytest.raises(ConfigError, match="finetune_model: slurm_partition=EDIT_ME_gpu"):
+        check_profile_resources([], {"finetune_model": {"slurm_partition": "EDIT_ME_gpu"}})
+
+
+def test_shipped_slurm_profile_still_needs_editing_and_a_dry_run_says_so(tmp_path):
+    """The profile as shipped stops `snakemake --profile profiles/slurm -n` before any job, naming both values."""
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(tmp_path),
+         "--configfile", str(REPO / "config.yaml"), "--profile", str(REPO / "profiles" / "slurm"), "-n"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )  # fmt: skip
+    assert result.returncode != 0
+    out = result.stdout + result.stderr
+    assert "slurm_partition=EDIT_ME_partition" in out and "slurm_account=EDIT_ME_account" in out

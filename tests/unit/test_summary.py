@@ -22,6 +22,7 @@ from layerprune.summary import (
     read_emissions,
     read_summary,
     run_key,
+    write_main_tables,
     write_summary,
 )
 
@@ -282,3 +283,46 @@ def test_pruned_rows_carry_the_pruned_models_inference_energy(tmp_path):
     for _, row in rows.iterrows():
         assert row["inference_energy_kwh"] == pytest.approx(expected[row["method"], row["budget"]])
     assert summary[summary["stage"] == "finetuned"]["inference_energy_kwh"].notna().all()
+
+
+def test_timing_step_replaces_the_in_job_latency(tree):
+    timed = build_summary(tree.baseline["metrics"], tree.runs, latency=tree.latency)
+    final = timed[timed["stage"] == "finetuned"]
+    for _, row in final.iterrows():
+        q1, med, q3 = rt.latency_ms(row["method"], row["budget"])
+        assert (row["latency_q1_ms"], row["latency_ms"], row["latency_q3_ms"]) == pytest.approx((q1, med, q3))
+        assert row["inference_j_per_image"] == pytest.approx(rt.energy_j(row["method"], row["budget"])[1])
+    # the pruned models are not timed when fine-tuning ran: no number is better than one taken under load
+    assert timed[timed["stage"] == "pruned"]["latency_ms"].isna().all()
+    assert timed["n_test"].iloc[0] == 500
+
+
+def test_main_table_names_removed_units_flags_spread_and_has_notes(tree):
+    summary = build_summary(tree.baseline["metrics"], tree.runs, latency=tree.latency)
+    table = main_table(summary)
+    for _, row in table.iloc[1:].iterrows():
+        assert row["removed_units"] == ", ".join(rt.removed_units(row["method"], row["budget"]))
+    flags = dict(zip(zip(table["method"], table["budget"]), table["latency_within_spread"]))
+    assert flags[("sglp", "blocks2")] and not flags[("cka", "blocks2")]
+    # one image of 500 is 0.2 points; no delta here is that small, so none is flagged
+    assert not table["top1_within_spread"].any()
+    md = main_table_markdown(table, summary)
+    assert "Top-1 fine-tuned (%)" in md and "Removed units" in md
+    assert "on the 500 test images; one image is worth 0.20 accuracy points" in md
+    assert "against the unpruned baseline (90.00%)" in md
+    assert "64 images on 1 thread(s), 60 timed passes per model" in md and "3 windows of 1 s" in md
+    assert "≈ 1.95 [1.85–2.05]" in md  # flagged: overlaps the baseline's 1.90-2.10
+    assert "1.60 [1.55–1.65]" in md and "≈ 1.60" not in md
+    html = (tmp := tree.root / "main.html") and write_main_tables(summary, None, None, tmp)[0].read_text()
+    assert "<caption>Pruning criteria compared" in html and "<table" in html and "one image is worth" in html
+    assert "layer3.1, layer3.2" in html
+    tex = main_table_latex(table, summary)
+    assert r"\caption{" in tex and r"\begin{tabular}" in tex and "≈" not in tex and "–" not in tex
+
+
+def test_main_table_flags_a_change_below_one_image(tree):
+    summary = build_summary(tree.baseline["metrics"], tree.runs)
+    summary.loc[summary["stage"] == "finetuned", "top1_delta"] = 0.1  # half an image of 500
+    table = main_table(summary)
+    assert table["top1_within_spread"].iloc[1:].all() and not table["top1_within_spread"].iloc[0]
+    assert "≈ +0.10" in main_table_markdown(table, summary)

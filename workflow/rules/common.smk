@@ -8,12 +8,26 @@ import sys
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from layerprune.config import check_robustness, check_shortcut
+from layerprune.config import (
+    ConfigError,
+    check_language_model,
+    check_profile_resources,
+    check_robustness,
+    check_shortcut,
+)
 from layerprune.criteria import CALIBRATION, CANDIDATES, get_criterion
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_robustness(config)  # what the schema cannot: attack params, real data paths
+check_language_model(config)  # a causal LM's text files, weights source, tokenizer, stride
 check_shortcut(config)  # a colour cue on grey-scale data, a box larger than the image
+try:  # a profile's EDIT_ME placeholders (profiles/slurm) stop every run, a dry run included
+    check_profile_resources(
+        workflow.resource_settings.default_resources.args if workflow.resource_settings.default_resources else [],
+        workflow.resource_settings.overwrite_resources or {},
+    )
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 # Rules call the `layerprune` command of the environment running Snakemake (a venv need
 # not be activated); with --software-deployment-method conda the rule's env comes first.
@@ -45,6 +59,16 @@ def baseline_threads():
     except WorkflowError:  # cluster executors run without --cores
         return 8
     return max(1, min(cores, 16))
+
+
+def exclusive_threads():
+    """Threads of the timing step: every core of a local run, so that Snakemake runs nothing
+    beside it (its torch threads are evaluation.latency_threads); on a cluster, where there
+    is no core count, the job gets its own allocation (profiles/slurm asks for --exclusive)."""
+    try:
+        return max(1, workflow.cores)
+    except WorkflowError:
+        return 8
 
 
 def fanout_threads():
@@ -146,6 +170,11 @@ def compared_models():
     return ["baseline", *pruned_models([final_stage()])]
 
 
+def timed_models(wildcards):
+    """model.pt of every compared model, timed together by evaluate_latency."""
+    return [f"{RESULTS}/{model}/model.pt" for model in compared_models()]
+
+
 def runs(stage, name):
     """One file of every (method, budget, seed) run of a stage folder."""
     return [f"{RESULTS}/{model}/{name}" for model in pruned_models([stage])]
@@ -153,11 +182,13 @@ def runs(stage, name):
 
 def summary_inputs(wildcards):
     """Files of summarize_results; a disabled stage contributes an empty list."""
-    finetune, robust = config["finetune"]["enabled"], config["robustness"]["enabled"]
+    finetune, robust = config["finetune"]["enabled"], robustness_applies()
     shortcut = config["shortcut"]["enabled"]
     final = final_stage()
     return {
         "baseline_metrics": f"{RESULTS}/baseline/metrics.json",
+        # the timing step feeds random images: not for causal language models (their latency is in metrics.json)
+        "latency": [] if language_model() else [f"{RESULTS}/latency/latency.csv"],
         "baseline_train_emissions": f"{RESULTS}/baseline/emissions_train.csv",
         "baseline_inference_emissions": f"{RESULTS}/baseline/emissions_inference.csv",
         "baseline_adversarial": [f"{RESULTS}/robustness/baseline/adversarial.csv"] if robust else [],
@@ -227,11 +258,33 @@ def figure_files(*names):
     ]
 
 
+def language_model():
+    """True for model.family causal_lm (decoder layers of a causal language model)."""
+    return config["model"]["family"] == "causal_lm"
+
+
+def robustness_applies():
+    """Adversarial attacks and image corruptions apply to image classifiers only: for a causal
+    language model the robustness stages are skipped (its out-of-distribution evaluation is the
+    perplexity on data.ood_text, in every metrics.json)."""
+    return config["robustness"]["enabled"] and not language_model()
+
+
+def language_figure_inputs(wildcards):
+    return {
+        "summary": f"{RESULTS}/summary.csv",
+        "drop_one": f"{RESULTS}/baseline/drop_one.csv",
+        "scores": similarity_figure_inputs(wildcards)["scores"],
+    }
+
+
 def figure_targets():
     """The PNG of every figure the experiment draws."""
-    names = ["accuracy_vs_macs", "energy", "pareto", "cka_segments", "criterion_scores"]
-    if config["robustness"]["enabled"]:
+    names = ["accuracy_vs_macs", "removed_units", "energy", "pareto", "cka_segments", "criterion_scores"]
+    if robustness_applies():
         names += ["robustness_adversarial", "robustness_corruptions"]
+    if language_model():
+        names += ["perplexity_vs_layers", "scores_vs_drop_one"]
     if config["shortcut"]["enabled"]:
         names.append("shortcut")
     if config["figures"]["compare"]:
@@ -247,8 +300,11 @@ def get_final_output():
         f"{RESULTS}/similarity/unit_cka.csv",
         *[f"{RESULTS}/{model}/metrics.json" for model in models],
     ]
-    if config["robustness"]["enabled"]:
+    if robustness_applies():
         outputs += [f"{RESULTS}/robustness/{model}/adversarial.csv" for model in compared_models()]
+    if language_model():
+        outputs.append(f"{RESULTS}/baseline/drop_one.csv")
+        outputs += [f"{RESULTS}/{model}/pretrained" for model in pruned_models([final_stage()])]
     if config["shortcut"]["enabled"]:
         outputs += [f"{RESULTS}/robustness/{model}/shortcut.csv" for model in compared_models()]
     outputs += [f"{RESULTS}/summary.csv", f"{RESULTS}/tables/main.md", f"{RESULTS}/config.html", *figure_targets()]

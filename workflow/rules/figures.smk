@@ -6,6 +6,7 @@
 rule figures_results:
     input:
         summary=rules.summarize_results.output.summary,
+        segments=rules.segment_layers.output.segments,
     output:
         accuracy=report(
             "results/{experiment}/figures/accuracy_vs_macs.png",
@@ -18,17 +19,24 @@ rule figures_results:
             "results/{experiment}/figures/energy.png",
             caption="../report/energy.rst",
             category="figures",
-            subcategory="energy",
-            labels={"figure": "energy and CO2"},
+            subcategory="cost",
+            labels={"figure": "inference and fine-tuning energy"},
         ),
         pareto=report(
             "results/{experiment}/figures/pareto.png",
             caption="../report/pareto.rst",
             category="figures",
-            subcategory="accuracy",
-            labels={"figure": "Pareto view"},
+            subcategory="cost",
+            labels={"figure": "Pareto: accuracy vs latency and parameters"},
         ),
-        other_formats=figure_files("accuracy_vs_macs", "energy", "pareto"),
+        removed=report(
+            "results/{experiment}/figures/removed_units.png",
+            caption="../report/removed_units.rst",
+            category="figures",
+            subcategory="pruning",
+            labels={"figure": "removed units per method"},
+        ),
+        other_formats=figure_files("accuracy_vs_macs", "energy", "pareto", "removed_units"),
     log:
         "logs/figures_results/{experiment}.log",
     benchmark:
@@ -41,9 +49,10 @@ rule figures_results:
         dpi=lookup(dpath="figures/dpi", within=config),
         out_dir=lambda wildcards, output: os.path.dirname(output.accuracy),
     message:
-        "Drawing the accuracy, energy and Pareto figures of {wildcards.experiment}"
+        "Drawing the accuracy, energy, Pareto and removed-units figures of {wildcards.experiment}"
     shell:
-        "layerprune figures --summary {input.summary} --only accuracy_vs_macs energy pareto"
+        "layerprune figures --summary {input.summary} --segments {input.segments}"
+        " --only accuracy_vs_macs energy pareto removed_units"
         " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"
 
 
@@ -63,7 +72,7 @@ rule figures_cka_heatmap:
             caption="../report/criterion_scores.rst",
             category="figures",
             subcategory="similarity",
-            labels={"figure": "criterion scores"},
+            labels={"figure": "criterion scores per unit"},
         ),
         other_formats=figure_files("cka_segments", "criterion_scores"),
     log:
@@ -152,4 +161,45 @@ rule figures_compare:
         "Drawing {wildcards.experiment} beside the experiments in config figures/compare"
     shell:
         "layerprune figures --summary {input.summary} --compare {input.others} --only compare_experiments"
+        " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"
+
+
+# Causal language models only: perplexity against decoder layers removed per criterion, and each
+# criterion's per-layer scores beside the drop-one-layer perplexity.
+rule figures_language:
+    input:
+        unpack(language_figure_inputs),
+    output:
+        perplexity=report(
+            "results/{experiment}/figures/perplexity_vs_layers.png",
+            caption="../report/perplexity_vs_layers.rst",
+            category="figures",
+            subcategory="accuracy",
+            labels={"figure": "perplexity vs layers removed"},
+        ),
+        drop_one=report(
+            "results/{experiment}/figures/scores_vs_drop_one.png",
+            caption="../report/scores_vs_drop_one.rst",
+            category="figures",
+            subcategory="similarity",
+            labels={"figure": "criterion scores vs drop-one perplexity"},
+        ),
+        other_formats=figure_files("perplexity_vs_layers", "scores_vs_drop_one"),
+    log:
+        "logs/figures_language/{experiment}.log",
+    benchmark:
+        "benchmarks/figures_language/{experiment}.tsv"
+    localrule: True
+    conda:
+        "../../envs/layerprune.yaml"
+    params:
+        budget=config["budgets"][0],
+        formats=figure_formats(),
+        dpi=lookup(dpath="figures/dpi", within=config),
+        out_dir=lambda wildcards, output: os.path.dirname(output.perplexity),
+    message:
+        "Drawing the perplexity figures of {wildcards.experiment}"
+    shell:
+        "layerprune figures --summary {input.summary} --drop-one {input.drop_one} --scores {input.scores}"
+        " --scores-budget {params.budget} --only perplexity_vs_layers scores_vs_drop_one"
         " --out-dir {params.out_dir} --formats {params.formats} --dpi {params.dpi} > {log} 2>&1"

@@ -38,3 +38,23 @@ rule finetune_model:
         " --metrics {output.metrics} --evaluation {params.evaluation:q}"
         " --inference-emissions {output.inference_emissions}"
         " --country {params.country} --threads {threads} > {log} 2>&1"
+
+
+# Causal language models only (requested by get_final_output when model.family is causal_lm): the
+# compared (healed, or pruned when healing is off) models in the standard format, save_pretrained
+# (safetensors) beside the tokenizer, loadable with transformers' from_pretrained.
+rule export_pretrained:
+    input:
+        model="results/{experiment}/{model}/model.pt",
+    output:
+        directory("results/{experiment}/{model}/pretrained"),
+    log:
+        "logs/export_pretrained/{experiment}/{model}.log",
+    benchmark:
+        "benchmarks/export_pretrained/{experiment}/{model}.tsv"
+    conda:
+        "../../envs/layerprune.yaml"
+    message:
+        "Saving {wildcards.model} of {wildcards.experiment} with save_pretrained"
+    shell:
+        "layerprune export-hf --model {input.model} --out {output} > {log} 2>&1"

@@ -11,6 +11,7 @@ rule robustness_corrupt_data:
             "results/{experiment}/robustness/corruption_examples.png",
             caption="../report/corruption_examples.rst",
             category="robustness",
+            labels={"figure": "corruption examples"},
         ),
     log:
         "logs/robustness_corrupt_data/{experiment}.log",

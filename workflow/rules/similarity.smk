@@ -13,6 +13,7 @@ rule similarity_tables:
             "results/{experiment}/similarity/unit_cka.png",
             caption="../report/unit_cka.rst",
             category="similarity",
+            labels={"figure": "unit-by-unit CKA (baseline)"},
         ),
     log:
         "logs/similarity_tables/{experiment}.log",

@@ -23,6 +23,12 @@ rule summarize_results:
             category="summary",
             labels={"table": "main (LaTeX)"},
         ),
+        table_html=report(
+            "results/{experiment}/tables/main.html",
+            caption="../report/main_table.rst",
+            category="summary",
+            labels={"table": "main table (read here first)"},
+        ),
     log:
         "logs/summarize_results/{experiment}.log",
     benchmark:
@@ -41,7 +47,8 @@ rule summarize_results:
         " --inference-emissions {input.inference_emissions}"
         " --pruned-inference-emissions {input.pruned_inference_emissions}"
         " --adversarial {input.adversarial} --corruptions {input.corruptions} --shortcut {input.shortcut}"
-        " --out {output.summary} --table-md {output.table_md} --table-tex {output.table_tex} > {log} 2>&1"
+        " --latency {input.latency} --out {output.summary} --table-md {output.table_md}"
+        " --table-tex {output.table_tex} --table-html {output.table_html} > {log} 2>&1"
 
 
 rule report_config:

@@ -26,6 +26,7 @@ def summary(tree) -> pd.DataFrame:
         baseline_inference_emissions=b["inference_emissions"],
         baseline_adversarial=tree.adversarial[0],
         baseline_corruptions=tree.corruptions[0],
+        latency=tree.latency,
     )
 
 

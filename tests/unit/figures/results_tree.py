@@ -42,6 +42,21 @@ def removed_units(method: str, budget: str) -> list[str]:
     return [u for u in UNITS if not u.endswith(".0")][:n]
 
 
+def latency_ms(method: str, budget: str) -> tuple[float, float, float]:
+    """(q1, median, q3) per batch of a final model; SGLP at blocks2 overlaps the baseline's range on purpose."""
+    if method == "baseline":
+        return 1.9, 2.0, 2.1
+    if (method, budget) == ("sglp", "blocks2"):
+        return 1.85, 1.95, 2.05
+    median = 2.0 - 0.2 * N_REMOVED[budget]
+    return median - 0.05, median, median + 0.05
+
+
+def energy_j(method: str, budget: str) -> tuple[float, float, float]:
+    """(q1, median, q3) inference energy per image, following latency (as an estimated CPU power does)."""
+    return tuple(1e-3 * v / 2.0 for v in latency_ms(method, budget))  # type: ignore[return-value]
+
+
 def adv_accuracy(model_drop: float, eps: float, attack: str) -> float:
     return max(0.0, 0.9 - model_drop - (8.0 if attack == "fgsm" else 1.0) * eps)
 
@@ -61,6 +76,7 @@ class Tree:
     scores: list[Path] = field(default_factory=list)
     adversarial: list[Path] = field(default_factory=list)  # baseline's included
     corruptions: list[Path] = field(default_factory=list)
+    latency: Path | None = None
 
 
 def _json(path: Path, obj: object) -> Path:
@@ -147,6 +163,34 @@ def make_tree(
     )
     if robustness:
         _robustness(tree, exp / "robustness/baseline", 0.0)
+    timed = [("baseline", "baseline", "none", None)]
+    final = "finetuned" if finetune else "pruned"
+    timed += [(f"{final}/{m}/{b}/seed{s}", m, b, s) for m in METHODS for b in BUDGETS for s in seeds]
+    latency_rows = []
+    for label, method, budget, seed in timed:
+        q1, med, q3 = latency_ms(method, budget)
+        e1, em, e3 = energy_j(method, budget)
+        latency_rows.append(
+            {
+                "model": label,
+                "method": method,
+                "budget": budget,
+                "seed": seed,
+                "stage": "baseline" if method == "baseline" else final,
+                "latency_ms": med,
+                "latency_q1_ms": q1,
+                "latency_q3_ms": q3,
+                "threads": 1,
+                "batch_size": 64,
+                "energy_j_per_image": em,
+                "energy_q1_j_per_image": e1,
+                "energy_q3_j_per_image": e3,
+                "latency_passes": 60,
+                "energy_seconds": 1.0,
+                "energy_windows": 3,
+            }
+        )
+    tree.latency = _csv(exp / "latency/latency.csv", pd.DataFrame(latency_rows))
     for method in METHODS:
         for budget in BUDGETS:
             for seed in seeds:

@@ -10,7 +10,7 @@ from results_tree import assert_written
 from layerprune.cli import figures as figures_cli
 from layerprune.figures import FIGURES, FigureInputs, make_figures
 
-SUMMARY_FIGURES = ("accuracy_vs_macs", "energy", "pareto", "compare_experiments", "shortcut")
+SUMMARY_FIGURES = ("accuracy_vs_macs", "energy", "pareto", "removed_units", "compare_experiments", "shortcut")
 
 
 def test_summary_figures_in_every_format(summary_csv, tmp_path):
@@ -23,6 +23,8 @@ def test_summary_figures_in_every_format(summary_csv, tmp_path):
         "criterion_scores",
         "robustness_adversarial",
         "robustness_corruptions",
+        "perplexity_vs_layers",  # test_language_figures
+        "scores_vs_drop_one",
     }
 
 

@@ -19,16 +19,14 @@ def _texts(fig) -> str:
 
 def test_accuracy_vs_macs_plots_mean_over_seeds_per_method_and_stage(summary):
     fig = accuracy_vs_macs(summary)
-    ax = fig.axes[0]
-    bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
-    assert len(bars) == len(rt.METHODS) * 2  # fine-tuned and pruned line per method
-    first = bars[0].lines[0]  # cka, fine-tuned (methods sorted, fine-tuned first)
-    assert first.get_linestyle() == "-"
-    np.testing.assert_allclose(first.get_xdata(), [20.0, 40.0])
-    expected = [np.mean([100 * (rt.finetuned_top1("cka", b, s) - rt.BASE_TOP1) for s in (0, 1)]) for b in rt.BUDGETS]
-    np.testing.assert_allclose(first.get_ydata(), expected)
-    assert bars[1].lines[0].get_linestyle() == "--"
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    for ax, stage, top1 in zip(fig.axes, ("pruned", "finetuned"), (rt.pruned_top1, rt.finetuned_top1)):
+        bars = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+        assert len(bars) == len(rt.METHODS)  # one marker series per method in each stage's panel
+        first = bars[0].lines[0]  # cka (methods sorted), offset left of the true MAC reduction
+        assert np.all(first.get_xdata() < [20.0, 40.0]) and np.all(first.get_xdata() > [16.0, 36.0]), stage
+        expected = [np.mean([100 * (top1("cka", b, s) - rt.BASE_TOP1) for s in (0, 1)]) for b in rt.BUDGETS]
+        np.testing.assert_allclose(first.get_ydata(), expected)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert {"CKA", "SGLP", "baseline"} <= set(labels)
 
 
@@ -37,14 +35,16 @@ def test_accuracy_vs_macs_without_runs_notes_instead_of_failing(summary):
     assert "no pruned runs" in _texts(fig)
 
 
-def test_energy_annotates_reductions_and_skips_untracked(summary):
+def test_energy_annotates_reductions_only_outside_the_spread(summary):
     text = _texts(energy(summary))
     assert "-40% vs baseline" in text and "-20% vs baseline" in text
-    assert "-60% vs training" in text
+    assert "within spread" in text  # sglp blocks2 overlaps the baseline's range
+    assert "-2% vs baseline" not in text
     assert rt.CPU_SOURCE in text
     untracked = summary.copy()
     cols = [c for c in untracked.columns if c.endswith(("_kwh", "_kg"))]
     untracked[cols] = math.nan
+    untracked[[c for c in untracked.columns if "j_per_image" in c]] = math.nan
     untracked["energy_source"] = None
     assert "not tracked" in _texts(energy(untracked))
 
@@ -57,8 +57,8 @@ def test_pareto_front_and_missing_latency(summary):
     np.testing.assert_allclose(front.get_xdata(), [1.2, 1.6, 2.0])
     no_latency = summary.assign(latency_ms=np.nan)
     fig = pareto(no_latency)
-    assert "no latency (ms) measured" in _texts(fig)
-    assert fig.axes[1].collections  # the params panel is still drawn
+    assert "no latency measured" in _texts(fig)
+    assert fig.axes[1].lines  # the params panel is still drawn
 
 
 def test_compare_experiments_one_panel_each(summary):

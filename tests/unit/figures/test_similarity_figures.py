@@ -59,8 +59,8 @@ def test_criterion_scores_marks_removed_units(tree):
     assert budget == "blocks2" and set(scores) == set(rt.METHODS)
     fig = criterion_scores(scores, budget, read_segments(tree.segments))
     for ax, method in zip(fig.axes, scores):
-        red = [p for p in ax.patches if to_hex(p.get_facecolor()) == "#d62728"]
-        assert len(red) == rt.N_REMOVED["blocks2"], method
+        black = [p for p in ax.patches if to_hex(p.get_facecolor()) == "#000000"]
+        assert len(black) == rt.N_REMOVED["blocks2"], method
         assert len(ax.patches) == len(rt.UNITS)
     scores, budget = read_scores(tree.scores, "macs40")
     assert int(scores["cka"]["removed"].sum()) == rt.N_REMOVED["macs40"]

@@ -64,17 +64,34 @@ def test_save_needs_the_preprocessing_that_says_how_to_feed_the_model(tmp_path: 
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
-def test_damaged_file_is_reported_as_corrupt(tmp_path: Path, damage: str) -> None:
+def test_truncated_checkpoint_says_so_and_how_to_recover(tmp_path: Path) -> None:
     path = save_checkpoint(tmp_path / "model.pt", get_model("resnet20", num_classes=10), preprocessing=PREPROCESSING)
     data = path.read_bytes()
-    path.write_bytes(
-        {"truncated": data[: len(data) // 2], "garbage": b"this is not a torch file\n" * 10, "empty": b""}[damage]
-    )
-    with pytest.raises(ValueError, match="corrupt") as err:
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="cannot be read") as err:
         load_checkpoint(path)
-    assert str(path) in str(err.value)
-    assert "rerun" in str(err.value)
+    assert str(path) in str(err.value) and "truncated" in str(err.value) and "rerun" in str(err.value)
+    assert "delete" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "what"),
+    [
+        ("config.yaml", b"experiment: quick\nseeds: [0]\n", "it is YAML, starting 'experiment: quick'"),
+        ("notes", b"this is not a torch file\n" * 10, "it is text"),
+        ("model.pt", b"", "it is empty"),
+        ("blob.bin", b"\x00\x01\xff\xfe" * 8, "binary data"),
+    ],
+)
+def test_a_non_checkpoint_says_what_it_is_not_and_advises_no_deletion(
+    tmp_path: Path, name: str, content: bytes, what: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(NotACheckpointError, match="is not a checkpoint") as err:
+        load_checkpoint(path)
+    assert what in str(err.value) and "delete" not in str(err.value)
+    assert path.read_bytes() == content
 
 
 def test_missing_file_is_file_not_found(tmp_path: Path) -> None:
@@ -104,7 +121,7 @@ def test_checkpoint_lacking_an_entry_names_it(tmp_path: Path, key: str) -> None:
     payload = torch.load(path, weights_only=True)
     del payload[key]
     torch.save(payload, path)
-    with pytest.raises(ValueError, match=rf"lacks \['{key}'\].*rerun the stage"):
+    with pytest.raises(ValueError, match=rf"lacks \['{key}'\].*written by a layerprune stage"):
         load_checkpoint(path)
 
 
