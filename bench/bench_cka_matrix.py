@@ -201,7 +201,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     all_width_sum = sum(widths[i] + widths[j] for i, j in all_pairs)
     sample = _sample_pairs(widths)
     logger.info(
-        "ResNet-%d: %d representations (stem + %d units), widths %s; torch %s, %d threads, float64",
+        "ResNet-%d: %d representations (stem + %d units), widths %s; torch %s, %d threads; "
+        "ours: float32 products and float64 sums (the similarity.precision default), naive: float64",
         args.depth,
         num_units,
         num_units - 1,

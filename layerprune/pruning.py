@@ -29,6 +29,7 @@ from layerprune.criteria.sglp_paper import select_by_combination_gradnorm
 from layerprune.models import count_macs, count_params, get_units
 from layerprune.models.units import Unit, renumber_after_removal
 from layerprune.selection import Budget, plan_summary, select_per_segment, select_units
+from layerprune.similarity import Precision
 from layerprune.similarity.extract import Representations, extract_representations
 from layerprune.surgery import remove_units
 from layerprune.train import TrainConfig, fit
@@ -86,9 +87,13 @@ def score_units(
     consensus_metrics: Sequence[str] = ("cka",),
     gradnorm_batches: Callable[[], object] | None = None,
     seed: int = 0,
+    precision: Precision | None = None,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Scores every candidate with criterion ``method`` (lower = safer to remove).
+
+    ``precision`` is the arithmetic of linear CKA products (``similarity.precision``; None = the
+    features' precision), read by the criteria that list it in their record.
 
     Raises:
         ValueError: an unknown criterion, or an input the criterion reads is missing.
@@ -99,7 +104,7 @@ def score_units(
     inputs = ScoringInputs(
         model=model, candidates=candidates, representations=representations,
         candidate_distances=candidate_distances, consensus_metrics=consensus_metrics,
-        calibration_batches=gradnorm_batches, seed=seed, device=device,
+        calibration_batches=gradnorm_batches, seed=seed, precision=precision, device=device,
     )  # fmt: skip
     return criterion.score(inputs)
 
@@ -134,6 +139,7 @@ def plan_pruning(
     units_per_step: int = 1,
     finetune_between: tuple[TrainConfig, Dataset] | None = None,
     seed: int = 0,
+    precision: Precision | None = None,
     device: torch.device | str = "cpu",
     protocol: str = "layerprune",
 ) -> PrunePlan:
@@ -162,6 +168,7 @@ def plan_pruning(
         units_per_step: units removed per iterative cka step.
         finetune_between: (iterative cka) a config and training set to fine-tune with between steps.
         seed: seed of the random criterion.
+        precision: arithmetic of linear CKA products (cka criterion; None = the features' precision).
         device: where scoring runs.
         protocol: ``layerprune`` or ``paper`` (:mod:`layerprune.criteria.protocols`): for cka, ``paper`` is
             Pons et al.'s schedule (first unit of the first stage never a candidate, at least 2 units per stage,
@@ -193,7 +200,8 @@ def plan_pruning(
         return _prune_iteratively(
             method, budget, model, input_size, units, total_macs, total_params,
             min_units_per_stage=min_units_per_stage, calibration_loader=calibration_loader,
-            units_per_step=units_per_step, finetune_between=finetune_between, device=device, restrict=restrict,
+            units_per_step=units_per_step, finetune_between=finetune_between, precision=precision, device=device,
+            restrict=restrict,
         )  # fmt: skip
 
     def first_batches() -> object:
@@ -212,7 +220,7 @@ def plan_pruning(
     scores = score_units(
         method, model, candidates, representations=representations,
         candidate_distances=candidate_distances, consensus_metrics=consensus_metrics,
-        gradnorm_batches=first_batches, seed=seed, device=device,
+        gradnorm_batches=first_batches, seed=seed, precision=precision, device=device,
     )  # fmt: skip
     if criterion.selection == "per_segment":
         if segments is None:
@@ -260,6 +268,7 @@ def _prune_iteratively(
     calibration_loader: DataLoader | None,
     units_per_step: int,
     finetune_between: tuple[TrainConfig, Dataset] | None,
+    precision: Precision | None,
     device: torch.device | str,
     restrict: Callable[[list[Unit]], list[Unit]] | None = None,
 ) -> PrunePlan:
@@ -288,7 +297,9 @@ def _prune_iteratively(
         reps = extract_representations(
             current, calibration_loader, input_size=input_size, matrix=False, device=device, progress=False
         )
-        scores = criterion.score(ScoringInputs(model=current, candidates=reps.candidates, representations=reps))
+        scores = criterion.score(
+            ScoringInputs(model=current, candidates=reps.candidates, representations=reps, precision=precision)
+        )
         if first_scores is None:
             first_scores = {original[k]: v for k, v in scores.items()}
         remaining = budget.value - len(removed) if budget.kind == "blocks" else units_per_step

@@ -42,3 +42,17 @@ def shared_dir() -> Path:
             pytest.fail(message + " (LAYERPRUNE_REQUIRE_SHARED=1 makes this an error)")
         pytest.skip(message)
     return path
+
+
+@pytest.fixture(scope="session")
+def cifar10_jpeg_config(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The ``data`` config of the JPEG CIFAR-10 in ``shared_dir``, normalised as the published CIFAR ResNets
+    expect, with one unpacking cache for the whole session (test.tar is unpacked once, by the first test)."""
+    return {
+        "name": "imagefolder",
+        "root": str(shared_dir / "data" / "cifar10-jpeg"),
+        "image_size": 32,
+        "mean": [0.485, 0.456, 0.406],
+        "std": [0.229, 0.224, 0.225],
+        "cache_dir": str(tmp_path_factory.mktemp("cifar10-jpeg-cache")),
+    }

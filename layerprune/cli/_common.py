@@ -57,6 +57,18 @@ def add_threads_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
 
 
+def add_precision_arg(parser: argparse.ArgumentParser) -> None:
+    """``--precision`` of the linear CKA products (config key ``similarity.precision``)."""
+    from layerprune.similarity import PRECISIONS
+
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="float32",
+        help="arithmetic of the linear CKA products (float64 = reference path; tf32, bfloat16 = opt-in, less exact)",
+    )
+
+
 def set_threads(threads: int | None) -> None:
     if threads:
         torch.set_num_threads(threads)

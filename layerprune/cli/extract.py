@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from layerprune.cli._common import add_data_args, add_threads_arg, set_threads
+from layerprune.cli._common import add_data_args, add_precision_arg, add_threads_arg, set_threads
 from layerprune.data import calibration_loader
 from layerprune.models import load_checkpoint
 from layerprune.similarity.extract import extract_representations
@@ -25,6 +25,7 @@ def _run(args: argparse.Namespace) -> None:
         loader,
         input_size=ckpt.preprocessing["input_size"],
         cka_mode=CKA_MODES[args.mode],
+        precision=args.precision,
         device=select_device("auto"),
     )
     reps.save(args.out)
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the calibration subset")
     p.add_argument("--mode", choices=sorted(CKA_MODES), default="minibatch", help="CKA matrix estimator")
     p.add_argument("--sglp-batch", type=int, default=500, help="batch of the sglp estimator")
+    add_precision_arg(p)
     p.add_argument("--out", type=Path, required=True, help="representations .npz to write")
     add_threads_arg(p)
     p.set_defaults(func=_run)

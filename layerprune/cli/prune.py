@@ -9,6 +9,7 @@ from pathlib import Path
 from layerprune.cli._common import (
     add_data_args,
     add_evaluation_args,
+    add_precision_arg,
     add_threads_arg,
     add_tracking_args,
     evaluate_written_model,
@@ -72,6 +73,7 @@ def _run(args: argparse.Namespace) -> None:
         units_per_step=pruning["units_per_step"],
         finetune_between=finetune_between,
         seed=args.seed,
+        precision=args.precision,
         device=select_device("auto"),
         protocol=protocol,
     )
@@ -107,6 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--consensus-metrics", nargs="+", default=["cka"], help="metrics consensus votes over (default: cka)"
     )
+    add_precision_arg(p)
     p.add_argument("--segments", type=Path, default=None, help="segments JSON (sglp)")
     p.add_argument(
         "--calibration", type=section_arg("calibration"), default="{}", help="the config's calibration section"

@@ -38,7 +38,7 @@ def _cka(inputs: ScoringInputs) -> dict[str, float]:
     from layerprune.criteria.scores import cka_scores
 
     reps = _representations(inputs, "cka")
-    return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in inputs.candidates})
+    return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in inputs.candidates}, precision=inputs.precision)
 
 
 def _sglp(inputs: ScoringInputs) -> dict[str, float]:
@@ -108,7 +108,7 @@ def _greedy_loss(inputs: ScoringInputs) -> dict[str, float]:
 
 register_criterion(Criterion(
     name="cka", label="CKA", score=_cka, needs=frozenset({REPRESENTATIONS}), iterative="optional",
-    finetune_between=True,
+    finetune_between=True, similarity_settings=("precision",),
     reference="Pons et al. 2024, Effective layer pruning through similarity metric perspective, "
     "https://arxiv.org/abs/2405.17081",
     description="1 - linear CKA of intact vs bypassed penultimate features",

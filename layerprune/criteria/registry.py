@@ -64,6 +64,8 @@ class ScoringInputs:
         consensus_metrics: metrics of that table a voting criterion uses.
         calibration_batches: returns an iterable of labelled ``(x, y)`` batches (``CALIBRATION``).
         seed: seed of a stochastic criterion.
+        precision: arithmetic of linear CKA products (the config's ``similarity.precision``; None = the
+            features' precision), for criteria whose record lists it in ``similarity_settings``.
         device: where scoring runs.
     """
 
@@ -74,6 +76,7 @@ class ScoringInputs:
     consensus_metrics: Sequence[str] = ("cka",)
     calibration_batches: Callable[[], Any] | None = None
     seed: int = 0
+    precision: str | None = None
     device: torch.device | str = "cpu"
 
 
@@ -96,6 +99,8 @@ class Criterion:
         settings: keys of the config's ``pruning`` section the scoring reads, besides those
             every selection reads (``min_units_per_stage``) or that follow from ``iterative`` and
             ``selection``.
+        similarity_settings: keys of the config's ``similarity`` section the scoring reads (each passed to
+            the ``prune`` command as ``--<key>``), e.g. ``precision`` for CKA's arithmetic.
         finetune_between: an iterative run can fine-tune between steps
             (``pruning.finetune_epochs_between``) with the ``finetune`` section's settings.
         one_unit_per_step: an iterative run removes one unit per step whatever
@@ -112,6 +117,7 @@ class Criterion:
     iterative: Literal["never", "optional", "always"] = "never"
     selection: Literal["global", "per_segment"] = "global"
     settings: tuple[str, ...] = ()
+    similarity_settings: tuple[str, ...] = ()
     finetune_between: bool = False
     one_unit_per_step: bool = False
     description: str = ""

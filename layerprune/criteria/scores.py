@@ -14,7 +14,7 @@ from scipy.stats import rankdata
 from torch import Tensor, nn
 
 from layerprune.models.units import forward_units, sample_rows, unit_module, unit_names
-from layerprune.similarity import linear_cka
+from layerprune.similarity import Precision, linear_cka
 
 __all__ = [
     "angular_scores",
@@ -29,7 +29,9 @@ __all__ = [
 ]
 
 
-def cka_scores(intact: np.ndarray, bypassed: Mapping[str, np.ndarray]) -> dict[str, float]:
+def cka_scores(
+    intact: np.ndarray, bypassed: Mapping[str, np.ndarray], *, precision: Precision | None = None
+) -> dict[str, float]:
     """1 - linear CKA between intact and bypassed penultimate features (Pons et al., 2024).
 
     https://arxiv.org/abs/2405.17081. A unit whose bypass leaves the penultimate
@@ -38,8 +40,11 @@ def cka_scores(intact: np.ndarray, bypassed: Mapping[str, np.ndarray]) -> dict[s
     Args:
         intact: (n, d) penultimate features of the model.
         bypassed: unit name -> (n, d) features with that unit bypassed.
+        precision: arithmetic of the CKA products (None: the features' precision, float32 for
+            extracted features; ``"float64"`` is the reference path). With d below n the
+            products are the d x d cross-covariances (the feature form).
     """
-    return {name: 1.0 - linear_cka(intact, feats) for name, feats in bypassed.items()}
+    return {name: 1.0 - linear_cka(intact, feats, precision=precision) for name, feats in bypassed.items()}
 
 
 def consensus_scores(distances: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

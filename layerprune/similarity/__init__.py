@@ -6,6 +6,7 @@ Pure functions on (n, ...) tensors or arrays, no file I/O. Feature extraction (h
 
 from __future__ import annotations
 
+from layerprune.similarity._inputs import PRECISIONS, Precision
 from layerprune.similarity.cka import linear_cka, rbf_cka
 from layerprune.similarity.distances import (
     DISTANCES,
@@ -28,8 +29,10 @@ from layerprune.similarity.minibatch import (
 __all__ = [
     "DISTANCES",
     "MODES",
+    "PRECISIONS",
     "SGLP_BATCH_SIZE",
     "MinibatchCKA",
+    "Precision",
     "bures_distance",
     "cca_distance",
     "cka_distance",

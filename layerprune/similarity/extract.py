@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from layerprune.io import atomic_path
 from layerprune.models.units import forward_from, get_units, sample_rows, unit_modules, unit_names
+from layerprune.similarity._inputs import Precision
 from layerprune.similarity.minibatch import MinibatchCKA
 
 __all__ = ["Representations", "extract_representations"]
@@ -168,6 +169,7 @@ def extract_representations(
     candidates: Sequence[str] | None = None,
     matrix: bool = True,
     cka_mode: str = "unbiased",
+    precision: Precision | None = None,
     prefix_cache: bool = True,
     device: torch.device | str = "cpu",
     progress: bool = True,
@@ -181,6 +183,8 @@ def extract_representations(
         candidates: units to bypass (default: every removable unit).
         matrix: also accumulate the unit-by-unit CKA matrix.
         cka_mode: ``"unbiased"`` (minibatch CKA, Nguyen et al. 2021) or ``"sglp"``.
+        precision: arithmetic of the matrix's Gram products (None: the features' precision, float32; see
+            :class:`layerprune.similarity.MinibatchCKA`).
         prefix_cache: run only the suffix after each candidate (``False`` reruns the whole
             model per candidate; same result, for benchmarks).
         device: where to compute.
@@ -192,7 +196,7 @@ def extract_representations(
         candidates = [u.name for u in get_units(model, input_size) if u.removable]
     positions = [names.index(c) for c in candidates]
     modules = unit_modules(model)
-    accumulator = MinibatchCKA(len(names) + 1, mode=cka_mode) if matrix else None
+    accumulator = MinibatchCKA(len(names) + 1, mode=cka_mode, precision=precision) if matrix else None
 
     intact, labels = [], []
     bypassed: list[list[Tensor]] = [[] for _ in candidates]

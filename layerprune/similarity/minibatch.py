@@ -12,7 +12,14 @@ Two estimators:
 
 Efficiency: per batch each unit's b x b Gram matrix is computed once (not once per pair), and all L(L+1)/2 pairs
 follow from two (L, b^2) x (b^2, L) and (L, b) x (b, L) products, because every statistic HSIC needs is an inner
-product of flattened Gram matrices or of their row sums.
+product of flattened Gram matrices or of their row sums. Narrow units with many samples (width below the batch)
+take the cheaper feature form instead (cross-covariances X_i'X_j; :func:`layerprune.similarity.cka.choose_forms`).
+
+Precision: the Gram matrices and cross-covariances, which are all of the cost (b^2 d per unit), are multiplied in
+the features' precision (float32 for network features; ``precision="float64"`` restores the float64 path); the
+features are centred in that precision after a float64 mean, and the HSIC terms and the running sums over
+batches are float64. On real ResNet-56 features the float32 matrix is within 1e-6 of the float64 one
+(``tests/integration/test_similarity_precision.py``; the bound and why it holds are in docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -24,8 +31,8 @@ from typing import Literal
 import numpy as np
 import torch
 
-from layerprune.similarity._inputs import ArrayLike, as_matrix
-from layerprune.similarity.cka import unbiased_hsic_from_stats
+from layerprune.similarity._inputs import PRECISIONS, ArrayLike, Precision, as_matrix
+from layerprune.similarity.cka import choose_forms, hsic_statistics
 
 __all__ = ["MODES", "SGLP_BATCH_SIZE", "MinibatchCKA", "cka_matrix", "sglp_cka_matrix"]
 
@@ -38,33 +45,49 @@ MODES = ("unbiased", "sglp")
 
 Mode = Literal["unbiased", "sglp"]
 
-# A unit whose centred values are below this fraction of its raw magnitude is treated as constant on the batch.
-_CONSTANT_RTOL = 1e-12
-
 
 class MinibatchCKA:
     """Accumulates the L x L linear CKA matrix of L units over minibatches.
 
     Feed each minibatch's representations of all units to :meth:`update` (any batch order; the same samples for
-    all units within a call), then call :meth:`compute`. Memory is O(L b^2 + b max_i d_i) for batch size b,
-    whatever the number of samples.
+    all units within a call), then call :meth:`compute`. Memory is O(L b^2 + b max_i d_i) for batch size b
+    (plus the feature-form units' b d_i), whatever the number of samples.
 
     Args:
         num_units: L, the number of representations compared.
         mode: ``"unbiased"`` (Nguyen et al. 2021, needs b >= 4) or ``"sglp"`` (mean of per-batch biased CKA,
             needs b >= 2).
+        precision: arithmetic of the Gram matrices and cross-covariances: None (the features' precision: float32
+            for float32 features), ``"float32"``, ``"float64"`` (the exact reference path), or the opt-in
+            ``"tf32"`` / ``"bfloat16"`` (faster on GPUs, not within the 1e-6 bound). Sums are float64 in all cases.
+        forms: per unit True for the feature form, False for the Gram form; None (default) picks the cheaper exact
+            form per batch shape (:func:`layerprune.similarity.cka.choose_forms`).
 
     Raises:
-        ValueError: on ``num_units < 1`` or an unknown mode.
+        ValueError: on ``num_units < 1``, an unknown mode or precision, or ``forms`` of the wrong length.
     """
 
-    def __init__(self, num_units: int, *, mode: Mode = "unbiased") -> None:
+    def __init__(
+        self,
+        num_units: int,
+        *,
+        mode: Mode = "unbiased",
+        precision: Precision | None = None,
+        forms: Sequence[bool] | None = None,
+    ) -> None:
         if num_units < 1:
             raise ValueError(f"num_units must be >= 1, got {num_units}")
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+        if precision is not None and precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; expected one of {list(PRECISIONS)} (or None)")
+        if forms is not None and len(forms) != num_units:
+            raise ValueError(f"forms has {len(forms)} entries, expected one per unit ({num_units})")
         self.num_units = num_units
         self.mode: Mode = mode
+        self.precision: Precision | None = precision
+        self.forms = None if forms is None else [bool(f) for f in forms]
+        self._chosen: dict[tuple[int, tuple[int, ...]], list[bool]] = {}
         self._sum: torch.Tensor | None = None  # (L, L) float64: sum over batches of HSIC_1 or of CKA
         self.num_batches = 0
         self.num_samples = 0
@@ -80,40 +103,35 @@ class MinibatchCKA:
         self.num_batches = 0
         self.num_samples = 0
 
-    def _grams(self, features: Sequence[ArrayLike]) -> tuple[torch.Tensor, int]:
-        """Flattened per-unit Gram matrices of one batch: ((L, b*b) float64, b), one unit in float64 at a time."""
+    def _matrices(self, features: Sequence[ArrayLike]) -> tuple[list[torch.Tensor], int]:
+        """Validated (b, d_i) matrices of one batch, in their own floating precision, on the first one's device."""
         if len(features) != self.num_units:
             raise ValueError(f"update() got {len(features)} representations, expected one per unit ({self.num_units})")
-        flat: torch.Tensor | None = None
-        b = -1
+        mats: list[torch.Tensor] = []
         for i, f in enumerate(features):
-            x = as_matrix(f, f"features[{i}]")
-            if flat is None:
-                b = x.shape[0]
-                if b < self.min_batch_size:
-                    raise ValueError(
-                        f"batch of {b} samples is too small for mode={self.mode!r} (need >= {self.min_batch_size}); "
-                        "use a larger batch or drop the last incomplete batch"
-                    )
-                flat = torch.empty(len(features), b * b, dtype=torch.float64, device=x.device)
-            elif x.shape[0] != b:
+            x = as_matrix(f, f"features[{i}]", dtype=None, check_finite=False)  # checked by hsic_statistics
+            if mats and x.shape[0] != mats[0].shape[0]:
                 raise ValueError(
-                    f"features[{i}] has {x.shape[0]} samples but features[0] has {b}; every unit's representation "
-                    "in one update must come from the same batch"
+                    f"features[{i}] has {x.shape[0]} samples but features[0] has {mats[0].shape[0]}; every unit's "
+                    "representation in one update must come from the same batch"
                 )
-            x = x.to(flat.device)
-            # Centring gives the centred Gram HKH for the biased estimator and leaves HSIC_1 unchanged (it is
-            # invariant to a shift of the features) while avoiding cancellation between large uncentred terms.
-            centred = x - x.mean(dim=0, keepdim=True)
-            if float(centred.abs().max()) <= _CONSTANT_RTOL * float(x.abs().max()):
-                centred.zero_()  # a constant unit: rounding residue would otherwise pose as signal
-            gram = centred @ centred.T
-            if self.mode == "unbiased":
-                gram.fill_diagonal_(0.0)
-            flat[i] = gram.reshape(-1)
-        if flat is None:
-            raise ValueError("update() got no representations")
-        return flat, b
+            mats.append(x.to(mats[0].device) if mats else x)
+        b = mats[0].shape[0]
+        if b < self.min_batch_size:
+            raise ValueError(
+                f"batch of {b} samples is too small for mode={self.mode!r} (need >= {self.min_batch_size}); "
+                "use a larger batch or drop the last incomplete batch"
+            )
+        return mats, b
+
+    def forms_for(self, widths: Sequence[int], batch_size: int) -> list[bool]:
+        """The form of every unit (True = feature form) for a batch of this shape (fixed, or chosen and cached)."""
+        if self.forms is not None:
+            return self.forms
+        key = (batch_size, tuple(widths))
+        if key not in self._chosen:
+            self._chosen[key] = choose_forms(widths, batch_size)
+        return self._chosen[key]
 
     @torch.no_grad()
     def update(self, features: Sequence[ArrayLike]) -> None:
@@ -126,13 +144,15 @@ class MinibatchCKA:
         Raises:
             ValueError: on a wrong number of representations, mismatched or too small batches, non-finite values.
         """
-        flat, b = self._grams(features)
-        inner = flat @ flat.T  # (L, L): tr(K_i K_j) for symmetric Gram matrices
+        if len(features) == 0:
+            raise ValueError("update() got no representations")
+        mats, b = self._matrices(features)
+        forms = self.forms_for([m.shape[1] for m in mats], b)
+        stats = hsic_statistics(mats, precision=self.precision, forms=forms)
         if self.mode == "unbiased":
-            rows = flat.reshape(self.num_units, b, b).sum(dim=2)  # (L, b): K~1 for every unit
-            totals = rows.sum(dim=1)  # (L,): 1'K~1
-            value = unbiased_hsic_from_stats(inner, totals[:, None], totals[None, :], rows @ rows.T, b)
+            value = stats.unbiased()
         else:
+            inner = stats.biased()
             norms = inner.diagonal().sqrt()
             value = inner / (norms[:, None] * norms[None, :])  # 0/0 = NaN where a unit is constant on this batch
         self._sum = value if self._sum is None else self._sum + value.to(self._sum.device)
@@ -178,18 +198,21 @@ def cka_matrix(
     *,
     mode: Mode = "unbiased",
     batch_size: int | None = None,
+    precision: Precision | None = None,
 ) -> np.ndarray:
     """Linear CKA matrix of in-memory representations, all samples at once or in contiguous batches.
 
     ``mode="unbiased", batch_size=None`` is the full-data unbiased linear CKA of every pair;
     ``mode="sglp", batch_size=None`` the full-data biased linear CKA. With a batch size, it is the minibatch
     estimate of :class:`MinibatchCKA`. A trailing batch smaller than the estimator's minimum is skipped (logged).
-    Memory: O(L b^2) for the Gram matrices, so use a batch size for large n (b = n needs L n^2 float64).
+    Memory: O(L b^2) for the Gram matrices, so use a batch size for large n (b = n needs L n^2 float64) unless
+    the units are narrow enough for the feature form.
 
     Args:
         features: L representations of the same n samples, each (n, ...).
         mode: ``"unbiased"`` or ``"sglp"`` (see the module docstring).
         batch_size: samples per batch; None for a single batch of all n samples.
+        precision: arithmetic of the products (see :class:`MinibatchCKA`).
 
     Returns:
         (L, L) float64 array.
@@ -203,7 +226,7 @@ def cka_matrix(
     for i, f in enumerate(features):
         if int(f.shape[0]) != n:
             raise ValueError(f"features[{i}] has {int(f.shape[0])} samples but features[0] has {n}")
-    acc = MinibatchCKA(len(features), mode=mode)
+    acc = MinibatchCKA(len(features), mode=mode, precision=precision)
     b = n if batch_size is None else int(batch_size)
     if b < acc.min_batch_size:
         raise ValueError(f"batch_size={batch_size} is below the minimum {acc.min_batch_size} for mode={mode!r}")
@@ -216,14 +239,17 @@ def cka_matrix(
     return acc.compute()
 
 
-def sglp_cka_matrix(features: Sequence[ArrayLike], *, batch_size: int = SGLP_BATCH_SIZE) -> np.ndarray:
+def sglp_cka_matrix(
+    features: Sequence[ArrayLike], *, batch_size: int = SGLP_BATCH_SIZE, precision: Precision | None = None
+) -> np.ndarray:
     """SGLP's similarity matrix: biased linear CKA per batch of ``batch_size`` samples, averaged over batches.
 
     Args:
         features: L representations of the same n samples, each (n, ...).
         batch_size: SGLP uses 500.
+        precision: arithmetic of the products (see :class:`MinibatchCKA`).
 
     Returns:
         (L, L) float64 array.
     """
-    return cka_matrix(features, mode="sglp", batch_size=batch_size)
+    return cka_matrix(features, mode="sglp", batch_size=batch_size, precision=precision)

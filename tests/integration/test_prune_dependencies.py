@@ -70,3 +70,13 @@ def test_changing_finetune_epochs_reruns_no_one_shot_prune_job(up_to_date: Path)
     output = _snakemake(up_to_date, "--dry-run", "--printshellcmds", change={"finetune": {"epochs": 3}})
     assert _pending(output, "prune_model") == set(), output[-3000:]
     assert _pending(output, "finetune_model") == set(METHODS), output[-3000:]
+
+
+@pytest.mark.slow
+def test_changing_the_precision_reaches_extraction_and_the_cka_criterion_only(up_to_date: Path) -> None:
+    output = _snakemake(up_to_date, "--dry-run", "--printshellcmds", change={"similarity": {"precision": "float64"}})
+    assert re.search(r"layerprune extract .*--precision float64", output), output[-3000:]
+    commands = re.findall(r"layerprune prune .*", output)
+    assert any("--method cka" in c and "--precision float64" in c for c in commands), output[-3000:]
+    assert not any("--precision" in c for c in commands if "--method cka" not in c), output[-3000:]
+    assert _pending(output, "prune_model") == {"sglp", "cka"}, output[-3000:]  # random reads no representations

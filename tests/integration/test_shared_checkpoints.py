@@ -33,23 +33,12 @@ SUBSET = 500
 
 
 @pytest.fixture(scope="module")
-def cifar10_test_subset(
-    shared_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[torch.Tensor, torch.Tensor]:
+def cifar10_test_subset(cifar10_jpeg_config: dict) -> tuple[torch.Tensor, torch.Tensor]:
     """500 seeded images of the JPEG CIFAR-10 test split, normalised, as one (500, 3, 32, 32) batch.
 
-    Unpacks test.tar (10,000 JPEGs) once for the module into a temporary cache.
+    Unpacks test.tar (10,000 JPEGs) once for the session into a temporary cache.
     """
-    cfg = {
-        "name": "imagefolder",
-        "root": str(shared_dir / "data" / "cifar10-jpeg"),
-        "image_size": 32,
-        "mean": [0.485, 0.456, 0.406],
-        "std": [0.229, 0.224, 0.225],
-        "test_subset": SUBSET,
-        "cache_dir": str(tmp_path_factory.mktemp("cache")),
-    }
-    data = build_dataset(cfg, "test")
+    data = build_dataset({**cifar10_jpeg_config, "test_subset": SUBSET}, "test")
     assert len(data) == SUBSET
     assert len(data.dataset) == 10_000 and len(data.dataset.classes) == 10
     images, labels = next(iter(DataLoader(data, batch_size=SUBSET)))

@@ -122,7 +122,7 @@ def prune_settings(wildcards):
 
 def prune_reads(wildcards, input):
     """The prune command's flags of the inputs and sections the criterion reads: its artifacts, the
-    candidate table's metrics, the calibration section, and the finetune section only when it
+    candidate table's metrics, its similarity settings (cka: precision), the calibration section, and the finetune section only when it
     fine-tunes between iterative steps (then without epochs, which pruning.finetune_epochs_between
     sets, and enabled)."""
     criterion = get_criterion(wildcards.method)
@@ -131,6 +131,8 @@ def prune_reads(wildcards, input):
     flags = [f"--{name} {input[name]}" for name in reads if name in input.keys()]
     if CANDIDATES in reads:
         flags.append(f"--consensus-metrics {consensus_metrics()}")
+    for key in criterion.similarity_settings:
+        flags.append(f"--{key.replace('_', '-')} {config['similarity'][key]}")
     if CALIBRATION in reads:
         flags.append(f"--calibration {shlex.quote(as_json('calibration'))}")
     if criterion.reads_finetune(pruning):

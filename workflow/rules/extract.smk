@@ -23,10 +23,12 @@ rule extract_activations:
         seed=lookup(dpath="calibration/seed", within=config),
         mode=lookup(dpath="similarity/mode", within=config),
         sglp_batch=lookup(dpath="similarity/sglp_batch", within=config),
+        precision=lookup(dpath="similarity/precision", within=config),
     message:
         "Extracting calibration representations of the {wildcards.experiment} baseline"
     shell:
         "layerprune extract --model {input.model} --data {params.data:q} --size {params.size}"
         " --batch-size {params.batch_size} --seed {params.seed} --mode {params.mode}"
-        " --sglp-batch {params.sglp_batch} --out {output.representations}"
+        " --sglp-batch {params.sglp_batch} --precision {params.precision}"
+        " --out {output.representations}"
         " --threads {threads} > {log} 2>&1"

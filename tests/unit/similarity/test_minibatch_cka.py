@@ -54,12 +54,12 @@ def test_sglp_mode_is_mean_of_per_batch_biased_cka() -> None:
 
 def test_unbiased_minibatch_is_mean_hsic_ratio_and_order_free() -> None:
     feats = [torch.from_numpy(f) for f in _units(160)]
-    forward, backward = MinibatchCKA(5), MinibatchCKA(5)
+    forward, backward = MinibatchCKA(5), MinibatchCKA(5, precision="float64")
     starts = list(range(0, 160, 40))
     for s in starts:
         forward.update([f[s : s + 40] for f in feats])
     for s in reversed(starts):
-        backward.update([f[s : s + 40].float() for f in feats])  # float32 input is computed in float64 too
+        backward.update([f[s : s + 40].float() for f in feats])  # float32 input, on the float64 path
     assert forward.num_batches == 4 and forward.num_samples == 160
     got = forward.compute()
     np.testing.assert_allclose(got, backward.compute(), rtol=1e-6)
