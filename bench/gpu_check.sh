@@ -7,7 +7,7 @@
 #      random criteria at one budget (blocks9), a few epochs of fine-tuning; prints epochs per second of the
 #      fine-tuning jobs, the peak GPU memory (nvidia-smi, sampled every second) and the accuracy table.
 #   3. Training throughput with and without AMP and channels_last (bench/bench_gpu_amp.py).
-#   (4. Reserved for the similarity-stage measurement of issue 20, see the marked section below.)
+#   4. the similarity stage on the GPU (bench/gpu_similarity.sh, issue 20).
 #
 # Run from anywhere, in an environment where layerprune is installed (pip install -e '.[workflow]'):
 #   bash bench/gpu_check.sh                      # real check: needs CUDA and ../shared (or LAYERPRUNE_SHARED)
@@ -105,9 +105,9 @@ echo "== 3/3 AMP and channels_last throughput ($(elapsed))"
 # shellcheck disable=SC2086  # AMP_ARGS is a list of flags
 "$PYTHON" "$REPO/bench/bench_gpu_amp.py" $AMP_ARGS
 
-# ---- issue 20: similarity-stage measurement (reserved) -----------------------------------------------------
-# The similarity-stage engineer adds their GPU measurement here (before the final line), reusing $PYTHON, $OUT,
-# $SHARED and $TINY. Keep the whole script within 8 minutes on one GPU.
+# ---- issue 20: the similarity stage on the GPU (float64 vs float32/TF32/bfloat16, against its FLOP limit) -----
+echo "== similarity stage ($(elapsed))"
+PYTHON="$PYTHON" OUT="$OUT" bash "$REPO/bench/gpu_similarity.sh"
 # ---- end of the issue 20 section ---------------------------------------------------------------------------
 
 echo "== gpu_check done in $(elapsed); outputs in $OUT"
