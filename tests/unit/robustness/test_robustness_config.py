@@ -122,6 +122,11 @@ def test_config_check_imports_no_torch() -> None:
 
 
 def test_workflow_calls_the_check_right_after_validate() -> None:
+    # common.smk validates through layerprune.config.validate_config, which runs check_robustness right after
+    # the schema (one line per bad key instead of Snakemake's validate(), issue 19)
     text = (REPO / "workflow" / "rules" / "common.smk").read_text()
-    after = text.split('validate(config, schema="../schemas/config.schema.yaml")\n', 1)[1]
-    assert after.startswith("check_robustness(config)")
+    assert "config.update(validate_config(config))" in text
+    source = (REPO / "layerprune" / "config.py").read_text()
+    body = source.split("def validate_config(", 1)[1].split("\ndef ", 1)[0]
+    after = body.split('raise ConfigError("invalid config:\\n" + "\\n".join(lines))\n', 1)[1]
+    assert after.lstrip().startswith("check_robustness(config)")
