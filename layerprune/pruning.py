@@ -214,7 +214,7 @@ def plan_pruning(
             raise ValueError("sglp needs the segments (segment stage)")
         removed, scores = select_by_combination_gradnorm(
             model, units, segments, budget, total_macs, first_batches,
-            min_units_per_stage=min_units_per_stage, allocation=allocation, device=device,
+            min_units_per_stage=min_units_per_stage, allocation=allocation, total_params=total_params, device=device,
         )  # fmt: skip
         return PrunePlan(plan=plan_summary(units, removed, total_macs, total_params), scores=scores)
     scores = score_units(
@@ -227,10 +227,12 @@ def plan_pruning(
             raise ValueError(f"{method} needs the segments (segment stage)")
         removed = select_per_segment(
             units, scores, segments, budget, total_macs,
-            min_units_per_stage=min_units_per_stage, allocation=allocation,
+            min_units_per_stage=min_units_per_stage, allocation=allocation, total_params=total_params,
         )  # fmt: skip
     else:
-        removed = select_units(units, scores, budget, total_macs, min_units_per_stage=min_units_per_stage)
+        removed = select_units(
+            units, scores, budget, total_macs, min_units_per_stage=min_units_per_stage, total_params=total_params
+        )
     return PrunePlan(plan=plan_summary(units, removed, total_macs, total_params), scores=scores)
 
 
@@ -290,7 +292,14 @@ def _prune_iteratively(
     steps: list[dict] = []
     first_scores: dict[str, float] | None = None
     by_name = {u.name: u for u in units}
-    while not budget.is_met(len(removed), sum(by_name[n].macs for n in removed), total_macs):
+
+    def met() -> bool:
+        return budget.is_met(
+            len(removed), sum(by_name[n].macs for n in removed), total_macs,
+            removed_params=sum(by_name[n].params for n in removed), total_params=total_params,
+        )  # fmt: skip
+
+    while not met():
         current_units = get_units(current, input_size)
         if restrict is not None:
             current_units = restrict(current_units)

@@ -140,6 +140,21 @@ def test_plan_meets_the_budget_under_the_stage_minimum(method, budget, model, re
         assert plan["macs_reduction"] - units[removed[0]].macs / (plan["remaining_macs"] + plan["removed_macs"]) < 0.30
 
 
+@pytest.mark.parametrize("method", ["cka", "sglp", "greedy_loss"])
+def test_params_budget_removes_the_fewest_units_that_meet_it(method, model, reps, loader, segments):
+    """Every selector (global, per segment, iterative) honours a parameter budget like a MAC budget."""
+    units = {u.name: u for u in get_units(model, INPUT_SIZE)}
+    total = count_params(model)
+    result = _prune(method, "params20", model, reps, loader, segments)
+    removed = result.plan["removed"]
+    removed_params = sum(units[n].params for n in removed)
+    assert result.plan["removed_params"] == removed_params
+    assert result.plan["params_reduction"] == removed_params / total
+    assert 100 * removed_params >= 20 * total
+    # No more than needed: without its costliest unit (so without the last one it took) it would miss the budget.
+    assert 100 * (removed_params - max(units[n].params for n in removed)) < 20 * total
+
+
 @pytest.mark.parametrize(("method", "budget"), CASES)
 def test_pruned_model_equals_the_baseline_with_units_bypassed(method, budget, model, results, held_out):
     result = results[method, budget]

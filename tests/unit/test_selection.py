@@ -36,7 +36,7 @@ def single_stage(n: int, macs: list[int] | None = None) -> list[FakeUnit]:
 # ---------------------------------------------------------------- Budget
 
 
-@pytest.mark.parametrize("text", ["blocks1", "blocks9", "blocks27", "macs1", "macs50", "macs99"])
+@pytest.mark.parametrize("text", ["blocks1", "blocks9", "blocks27", "macs1", "macs50", "macs99", "params1", "params30"])
 def test_budget_round_trips(text: str) -> None:
     assert str(Budget.parse(text)) == text
 
@@ -45,6 +45,7 @@ def test_budget_constructors() -> None:
     assert Budget.parse("blocks9") == Budget.blocks(9) == Budget("blocks", 9)
     assert Budget.parse("macs50") == Budget.macs(50)
     assert Budget.macs(50).kind == "macs" and Budget.macs(50).value == 50
+    assert Budget.parse("params30") == Budget.params(30) == Budget("params", 30)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +59,10 @@ def test_budget_constructors() -> None:
         "macs100",
         "macs50.0",
         "macs0.5",
+        "params0",
+        "params100",
+        "params05",
+        "param30",
         "blocks09",
         "Blocks9",
         "flops50",
@@ -83,7 +88,9 @@ def test_budget_parse_error_message_shows_accepted_forms() -> None:
         lambda: Budget.blocks(0),
         lambda: Budget.macs(100),
         lambda: Budget("macs", 50.5),
-        lambda: Budget("params", 3),
+        lambda: Budget("flops", 3),
+        lambda: Budget.params(100),
+        lambda: Budget.params(0),
         lambda: Budget.blocks(True),
     ],
 )
@@ -130,6 +137,60 @@ def test_mac_budget_met_with_shortest_prefix_in_score_order() -> None:
     got = sum(u.macs for u in units if u.name in removed)
     assert 100 * got >= 30 * total
     assert 100 * (got - 200) < 30 * total
+
+
+def _units_with_params(params: list[int], macs: int = 100) -> list[FakeUnit]:
+    return [FakeUnit(f"u{i}", 0, i, True, macs, p) for i, p in enumerate(params)]
+
+
+def test_params_budget_counts_parameters_not_macs() -> None:
+    # Equal MACs, unequal parameters: only the parameters decide when a params budget is met.
+    params = [10, 400, 40, 100, 250, 200]
+    units = _units_with_params(params)
+    total_params = 2000  # the whole model: the units' 1,000 plus 1,000 in the embedding and head
+    scores = {"u0": 0.1, "u1": 0.9, "u2": 0.2, "u3": 0.3, "u4": 0.4, "u5": 0.5}
+    removed = select_units(units, scores, Budget.params(15), 1000, min_units_per_stage=1, total_params=total_params)
+    # Score order u0 (10), u2 (40), u3 (100), u4 (250): 150 < 300 after three, 400 >= 300 after four.
+    assert removed == ["u0", "u2", "u3", "u4"]
+    got = sum(params[int(name[1:])] for name in removed)
+    assert 100 * got >= 15 * total_params and 100 * (got - 250) < 15 * total_params
+    # The same percent of MACs is met after two units (200 of 1,000 MACs >= 15%).
+    assert select_units(units, scores, Budget.macs(15), 1000, min_units_per_stage=1) == ["u0", "u2"]
+
+
+def test_params_budget_exact_boundary_and_is_met() -> None:
+    assert Budget.params(20).is_met(2, 0, 1, removed_params=200, total_params=1000)
+    assert not Budget.params(20).is_met(2, 10**6, 1, removed_params=199, total_params=1000)
+    with pytest.raises(ValueError, match="total_params"):
+        Budget.params(20).is_met(2, 0, 1, removed_params=200)
+
+
+def test_params_budget_needs_total_params() -> None:
+    units = _units_with_params([10, 20])
+    with pytest.raises(ValueError, match=r"params10 needs total_params"):
+        select_units(units, {"u0": 0.0, "u1": 1.0}, Budget.params(10), 1000, min_units_per_stage=0)
+
+
+def test_impossible_params_budget_reports_percent_reached() -> None:
+    units = _units_with_params([10, 20, 30])
+    with pytest.raises(ValueError, match=r"params50 cannot be met.*2 units = 3\.0% of 1000 parameters"):
+        select_units(units, {"u0": 0.0, "u1": 1.0, "u2": 2.0}, Budget.params(50), 1000, 1, total_params=1000)
+
+
+def test_params_budget_per_segment() -> None:
+    units = _units_with_params([100, 100, 300, 100, 100, 100])
+    scores = {u.name: float(u.index) for u in units}
+    segments = [["u0", "u1"], ["u2", "u3", "u4", "u5"]]
+    # Proportional: seg 0 (u0, 100), seg 1 (u2, 300): 400 of 2,000 parameters = 20%.
+    removed = select_per_segment(
+        units, scores, segments, Budget.params(20), 1000, min_units_per_stage=0, total_params=2000
+    )
+    assert removed == ["u0", "u2"]
+    # 21% needs one more: seg 1 is at 1/4 < seg 0's 1/2, so u3 goes.
+    removed = select_per_segment(
+        units, scores, segments, Budget.params(21), 1000, min_units_per_stage=0, total_params=2000
+    )
+    assert removed == ["u0", "u2", "u3"]
 
 
 def test_mac_budget_exact_boundary_counts_as_met() -> None:
