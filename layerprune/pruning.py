@@ -28,7 +28,7 @@ from layerprune.criteria.protocols import PONS_MIN_UNITS_PER_STAGE, pons_units
 from layerprune.criteria.sglp_paper import select_by_combination_gradnorm
 from layerprune.models import count_macs, count_params, get_units
 from layerprune.models.units import Unit, renumber_after_removal
-from layerprune.selection import Budget, plan_summary, select_per_segment, select_units
+from layerprune.selection import Budget, plan_summary, select_per_segment, select_span, select_units
 from layerprune.similarity import Precision
 from layerprune.similarity.extract import Representations, extract_representations
 from layerprune.surgery import remove_units
@@ -88,12 +88,14 @@ def score_units(
     gradnorm_batches: Callable[[], object] | None = None,
     seed: int = 0,
     precision: Precision | None = None,
+    span: int = 1,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Scores every candidate with criterion ``method`` (lower = safer to remove).
 
     ``precision`` is the arithmetic of linear CKA products (``similarity.precision``; None = the
-    features' precision), read by the criteria that list it in their record.
+    features' precision), read by the criteria that list it in their record; ``span`` the block length
+    a ``"span"`` criterion scores (its scores are keyed by each block's first unit).
 
     Raises:
         ValueError: an unknown criterion, or an input the criterion reads is missing.
@@ -104,7 +106,7 @@ def score_units(
     inputs = ScoringInputs(
         model=model, candidates=candidates, representations=representations,
         candidate_distances=candidate_distances, consensus_metrics=consensus_metrics,
-        calibration_batches=gradnorm_batches, seed=seed, precision=precision, device=device,
+        calibration_batches=gradnorm_batches, seed=seed, precision=precision, span=span, device=device,
     )  # fmt: skip
     return criterion.score(inputs)
 
@@ -208,6 +210,20 @@ def plan_pruning(
         if calibration_loader is None:
             raise ValueError("GradNorm needs the calibration loader")
         return (batch for i, batch in zip(range(gradnorm_batches), calibration_loader))
+
+    if criterion.selection == "span":
+        if calibration_loader is None:
+            raise ValueError(f"{method} needs the calibration loader (the hidden states of the calibration batches)")
+
+        def span_scores(n: int) -> dict[str, float]:
+            return score_units(
+                method, model, candidates, gradnorm_batches=lambda: iter(calibration_loader), span=n, device=device
+            )
+
+        removed, scores, span = select_span(
+            units, span_scores, budget, total_macs, min_units_per_stage, total_params=total_params
+        )
+        return PrunePlan(plan={**plan_summary(units, removed, total_macs, total_params), "span": span}, scores=scores)
 
     if method == "sglp" and protocol == "paper":
         if segments is None:

@@ -9,6 +9,8 @@ selection rules are provided:
   https://arxiv.org/abs/2405.17081, and Consensus of Mugnaini et al., 2024).
 - :func:`select_per_segment`: SGLP's rule (2024): the units to remove are spread over contiguous segments of
   similar units (see :mod:`layerprune.segmentation`), the least important units of each segment going first.
+- :func:`select_span`: Gromov et al.'s rule (2024, https://arxiv.org/abs/2403.17887): one block of n
+  consecutive units of one stage, the block with the lowest score for that n.
 
 Budgets travel through workflow paths as strings, ``blocks9`` (remove 9 units), ``macs50`` (remove at least
 50% of the model's MACs) or ``params30`` (remove at least 30% of its parameters): integer percent, never a float
@@ -20,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal, Protocol
@@ -31,6 +33,7 @@ __all__ = [
     "UnitLike",
     "plan_summary",
     "select_per_segment",
+    "select_span",
     "select_units",
 ]
 
@@ -158,6 +161,16 @@ class Budget:
         return 100 * removed_params >= self.value * total_params
 
 
+def _check_total_params(budget: Budget, total_params: int | None) -> None:
+    """A parameter budget needs the whole model's parameters, a positive int."""
+    if budget.kind == "params" and (
+        isinstance(total_params, bool) or not isinstance(total_params, int) or total_params <= 0
+    ):
+        raise ValueError(
+            f"budget {budget} needs total_params, the whole model's parameters as a positive int; got {total_params!r}"
+        )
+
+
 class _Plan:
     """Mutable bookkeeping shared by both selection rules: stage sizes, removed units, their MACs."""
 
@@ -172,13 +185,7 @@ class _Plan:
     ) -> None:
         if not isinstance(budget, Budget):
             raise ValueError(f"budget must be a Budget (e.g. Budget.parse('blocks9')), got {budget!r}")
-        if budget.kind == "params" and (
-            isinstance(total_params, bool) or not isinstance(total_params, int) or total_params <= 0
-        ):
-            raise ValueError(
-                f"budget {budget} needs total_params, the whole model's parameters as a positive int; got "
-                f"{total_params!r}"
-            )
+        _check_total_params(budget, total_params)
         if isinstance(min_units_per_stage, bool) or not isinstance(min_units_per_stage, int) or min_units_per_stage < 0:
             raise ValueError(f"min_units_per_stage={min_units_per_stage!r} must be a non-negative int")
         _validate_units(units, total_macs)
@@ -450,6 +457,97 @@ def select_per_segment(
         raise plan.fail(f"per-segment selection ({allocation} over {len(segments)} segments)")
     logger.debug("per-segment removals %s for budget %s", taken, budget)
     return plan.result()
+
+
+def _blocks(units: Sequence[UnitLike], n: int, min_units_per_stage: int) -> list[list[UnitLike]]:
+    """Every run of ``n`` consecutive removable units of one stage whose removal leaves the stage at least
+    ``min_units_per_stage`` units, in forward order."""
+    out = []
+    for stage in sorted({u.stage for u in units}):
+        members = [u for u in units if u.stage == stage]
+        if len(members) - n < min_units_per_stage:
+            continue
+        for start in range(len(members) - n + 1):
+            block = members[start : start + n]
+            if all(u.removable for u in block):
+                out.append(block)
+    return out
+
+
+def select_span(
+    units: Sequence[UnitLike],
+    span_scores: Callable[[int], Mapping[str, float]],
+    budget: Budget,
+    total_macs: int,
+    min_units_per_stage: int = 2,
+    *,
+    total_params: int | None = None,
+) -> tuple[list[str], dict[str, float], int]:
+    """Gromov et al.'s selection: remove one block of n consecutive removable units of one stage.
+
+    The budget sets n: ``blocks<N>`` gives n = N; ``macs<P>`` and ``params<P>`` give the smallest n for which some
+    allowed block removes at least P% of the MACs (parameters). A block is allowed when its units are consecutive,
+    all removable and of one stage (a block never crosses a stage: in a CNN the downsampling unit between stages
+    is not removable, and the angle between inputs and outputs of different shapes is undefined), and the stage
+    keeps at least ``min_units_per_stage`` units. ``span_scores(n)`` is then called once and scores each block by
+    its first unit (a block it leaves out is no candidate); among the allowed blocks that meet the budget, the one
+    with the lowest score goes (ties: the earlier block).
+
+    Args:
+        units: every unit of the model, in forward order.
+        span_scores: n -> first unit of a block of n units -> score, lower = safer to remove.
+        budget: what to remove.
+        total_macs: MACs of the whole model for one input.
+        min_units_per_stage: smallest number of units any stage may keep.
+        total_params: parameters of the whole model (needed for a parameter budget).
+
+    Returns:
+        The removed units in forward order, the scores of n (keyed by a block's first unit), and n.
+
+    Raises:
+        ValueError: on inconsistent inputs, when no allowed block meets the budget (naming the longest allowed
+            block), or when the scores leave out every allowed block.
+    """
+    if not isinstance(budget, Budget):
+        raise ValueError(f"budget must be a Budget (e.g. Budget.parse('blocks2')), got {budget!r}")
+    _validate_units(units, total_macs)
+    _check_total_params(budget, total_params)
+
+    def meets(block: list[UnitLike]) -> bool:
+        return budget.is_met(
+            len(block),
+            sum(int(u.macs) for u in block),
+            total_macs,
+            removed_params=sum(int(u.params) for u in block),
+            total_params=total_params,
+        )
+
+    lengths = [budget.value] if budget.kind == "blocks" else range(1, len(units) + 1)
+    allowed: list[list[UnitLike]] = []
+    for n in lengths:
+        allowed = [block for block in _blocks(units, n, min_units_per_stage) if meets(block)]
+        if allowed:
+            break
+    if not allowed:
+        longest = max((n for n in range(1, len(units) + 1) if _blocks(units, n, min_units_per_stage)), default=0)
+        raise ValueError(
+            f"budget {budget} cannot be met by one block of consecutive removable units of one stage: the longest "
+            f"such block has {longest} units with min_units_per_stage={min_units_per_stage}. Lower the budget or "
+            "min_units_per_stage, or choose a criterion that removes units anywhere (angular)"
+        )
+    scores = {}
+    for name, value in span_scores(n).items():
+        if not math.isfinite(float(value)):
+            raise ValueError(f"score of the block starting at {name!r} is {value}; scores must be finite numbers")
+        scores[name] = float(value)
+    scored = [block for block in allowed if block[0].name in scores]
+    if not scored:
+        raise ValueError(
+            f"the span scores for n={n} leave out every allowed block (first units {[b[0].name for b in allowed]})"
+        )
+    best = min(scored, key=lambda block: scores[block[0].name])  # min keeps the earliest of equal scores
+    logger.debug("span of %d units for budget %s: %s", n, budget, [u.name for u in best])
+    return [u.name for u in best], scores, n
 
 
 def _validate_segments(plan: _Plan, segments: Sequence[Sequence[str]]) -> None:

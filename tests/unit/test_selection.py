@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from layerprune.selection import Budget, plan_summary, select_per_segment, select_units
+from layerprune.selection import Budget, plan_summary, select_per_segment, select_span, select_units
 
 
 @dataclass(frozen=True)
@@ -380,3 +380,71 @@ def test_plan_summary_errors() -> None:
         plan_summary(units, ["layer1.0", "layer1.0"], 1000, 100)
     with pytest.raises(ValueError, match="total_params"):
         plan_summary(units, ["layer1.0"], 1000, 0)
+
+
+# ---------------------------------------------------------------- select_span
+
+
+def _span_scores(table: dict[int, dict[str, float]], calls: list[int]):  # type: ignore[no-untyped-def]
+    def scores(n: int) -> dict[str, float]:
+        calls.append(n)
+        return table[n]
+
+    return scores
+
+
+def test_span_blocks_budget_takes_the_lowest_block_of_that_length() -> None:
+    units = single_stage(6)
+    calls: list[int] = []
+    table = {3: {"u0": 0.5, "u1": 0.4, "u2": 0.1, "u3": 0.3}}
+    removed, scores, n = select_span(units, _span_scores(table, calls), Budget.blocks(3), 1000, 1)
+    assert (removed, n, calls) == (["u2", "u3", "u4"], 3, [3])
+    assert scores == table[3]
+
+
+def test_span_never_crosses_a_stage_or_a_non_removable_unit() -> None:
+    units = resnet_like([3, 4])  # layer2.0 downsamples
+    calls: list[int] = []
+    # The lowest score starts a block that would cross into stage 1; the next one includes layer2.0.
+    table = {2: {"layer1.2": 0.0, "layer2.0": 0.05, "layer1.0": 0.3, "layer2.2": 0.2, "layer2.1": 0.25}}
+    removed, _, _ = select_span(units, _span_scores(table, calls), Budget.blocks(2), 10_000, 1)
+    assert removed == ["layer2.2", "layer2.3"]
+    # min_units_per_stage=2 leaves stage 0 (3 units) no room for 2, stage 1 (4 units) room for 2.
+    removed, _, _ = select_span(units, _span_scores(table, calls), Budget.blocks(2), 10_000, 2)
+    assert removed == ["layer2.2", "layer2.3"]
+    table[2]["layer2.1"] = 0.1
+    removed, _, _ = select_span(units, _span_scores(table, calls), Budget.blocks(2), 10_000, 2)
+    assert removed == ["layer2.1", "layer2.2"]
+
+
+def test_span_mac_and_params_budgets_take_the_shortest_block_that_meets_them() -> None:
+    # u2 is expensive in MACs, u4 in parameters.
+    units = [FakeUnit(f"u{i}", 0, i, True, m, p) for i, (m, p) in enumerate(
+        [(100, 10), (100, 10), (400, 10), (100, 10), (100, 300), (100, 10)]
+    )]  # fmt: skip
+    calls: list[int] = []
+    table = {1: {f"u{i}": 0.5 for i in range(6)}, 2: {f"u{i}": float(i) for i in range(5)}}
+    # 30% of 1,000 MACs: u2 (400) alone meets it, so n = 1 and only u2 qualifies despite equal scores.
+    removed, _, n = select_span(units, _span_scores(table, calls), Budget.macs(30), 1000, 1)
+    assert (removed, n) == (["u2"], 1)
+    # 45%: no unit alone; blocks of 2 with >= 450 MACs: (u1, u2) = 500 and (u2, u3) = 500; u1 scores lower.
+    removed, _, n = select_span(units, _span_scores(table, calls), Budget.macs(45), 1000, 1)
+    assert (removed, n) == (["u1", "u2"], 2)
+    # 40% of 800 parameters = 320: no unit alone (u4 has 300); (u3, u4) and (u4, u5) have 310; n = 3:
+    # every block holding u4 has 320; of the starts u2, u3, u4, u2 scores lowest.
+    table[3] = {"u0": 0.0, "u1": 0.1, "u2": 0.2, "u3": 0.3}
+    removed, _, n = select_span(units, _span_scores(table, calls), Budget.params(40), 1000, 1, total_params=800)
+    assert (removed, n) == (["u2", "u3", "u4"], 3)
+    assert calls == [1, 2, 3]  # scored once per selection, for its n only
+
+
+def test_span_errors() -> None:
+    units = single_stage(4)
+    with pytest.raises(ValueError, match=r"blocks4 cannot be met by one block.*longest such block has 3 units"):
+        select_span(units, lambda n: {}, Budget.blocks(4), 1000, 1)
+    with pytest.raises(ValueError, match="leave out every allowed block"):
+        select_span(units, lambda n: {"u3": 0.0}, Budget.blocks(2), 1000, 1)
+    with pytest.raises(ValueError, match="must be finite"):
+        select_span(units, lambda n: {"u0": float("nan")}, Budget.blocks(2), 1000, 1)
+    with pytest.raises(ValueError, match="needs total_params"):
+        select_span(units, lambda n: {"u0": 0.0}, Budget.params(10), 1000, 1)

@@ -221,6 +221,44 @@ def test_every_criterion_scores_every_layer(stories260k: Path, shared_dir: Path)
     assert [span[f"layers.{i}"] for i in range(3)] == pytest.approx((sums / count).tolist(), rel=1e-6)
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_angular_span_removes_the_argmin_of_transformers_hidden_states(stories260k: Path, shared_dir: Path, n: int):
+    """The registered angular_span criterion with budget blocks<n> removes the n consecutive layers l..l+n-1 that
+    minimise the angular distance between hidden_states[l] and hidden_states[l + n] as transformers returns them
+    (output_hidden_states=True); the last layer's output, which transformers returns after the final norm, is
+    taken from a forward hook on that layer."""
+    from layerprune.lm import tokenize_file
+    from layerprune.pruning import plan_pruning
+    from layerprune.selection import Budget
+
+    model = load_causal_lm(stories260k)
+    tokens = tokenize_file(shared_dir / "data" / "tinystories" / "valid-a.txt", stories260k, max_tokens=4000)
+    loader = DataLoader(TokenWindows(tokens, 64, size=8), batch_size=4)
+    num_layers = model.config.num_hidden_layers
+    last: dict[str, torch.Tensor] = {}
+    hook = model.lm.model.layers[-1].register_forward_hook(
+        lambda _m, _a, out: last.__setitem__("h", out[0] if isinstance(out, tuple) else out)
+    )
+    sums, count = np.zeros(num_layers - n + 1), 0
+    try:
+        with torch.no_grad():
+            for x, _ in loader:
+                hidden = [*model.lm(input_ids=x, output_hidden_states=True).hidden_states[:num_layers], last["h"]]
+                for start in range(len(sums)):
+                    a, b = (hidden[i].reshape(-1, hidden[i].shape[-1]).double() for i in (start, start + n))
+                    sums[start] += float(torch.arccos(F.cosine_similarity(a, b, dim=1).clamp(-1, 1)).sum()) / math.pi
+                count += x.numel()
+    finally:
+        hook.remove()
+    best = int(np.argmin(sums))
+    planned = plan_pruning(
+        "angular_span", Budget.blocks(n), model, (64,), min_units_per_stage=1, calibration_loader=loader
+    )
+    assert planned.plan["removed"] == [f"layers.{i}" for i in range(best, best + n)]
+    assert planned.plan["span"] == n
+    assert [planned.scores[f"layers.{i}"] for i in range(len(sums))] == pytest.approx((sums / count).tolist(), rel=1e-6)
+
+
 def _text_data(shared_dir: Path, stories260k: Path, **overrides: object) -> dict:
     from layerprune.config import validate_section
 
