@@ -320,8 +320,9 @@ def _prune_iteratively(
         if restrict is not None:
             current_units = restrict(current_units)
         reps = extract_representations(
-            current, calibration_loader, input_size=input_size, matrix=False, device=device, progress=False
-        )
+            current, calibration_loader, input_size=input_size, matrix=False, precision=precision,
+            bypassed_features=False, device=device, progress=False,
+        )  # fmt: skip
         scores = criterion.score(
             ScoringInputs(model=current, candidates=reps.candidates, representations=reps, precision=precision)
         )

@@ -38,6 +38,10 @@ def _cka(inputs: ScoringInputs) -> dict[str, float]:
     from layerprune.criteria.scores import cka_scores
 
     reps = _representations(inputs, "cka")
+    if reps.bypass_cka.size:  # streamed during extraction over every sample (O(d^2) memory per candidate)
+        cka = dict(zip(reps.candidates, reps.bypass_cka.tolist()))
+        return {c: 1.0 - cka[c] for c in inputs.candidates}
+    # Files extracted before the streamed values existed: the same CKA from the kept features.
     return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in inputs.candidates}, precision=inputs.precision)
 
 

@@ -259,6 +259,32 @@ def test_angular_span_removes_the_argmin_of_transformers_hidden_states(stories26
     assert [planned.scores[f"layers.{i}"] for i in range(len(sums))] == pytest.approx((sums / count).tolist(), rel=1e-6)
 
 
+def test_cka_criterion_streams_the_bypassed_final_hidden_states(stories260k: Path, shared_dir: Path) -> None:
+    """On the real stories260K, the cka criterion's streamed scores (1 - CKA of the final hidden states after the
+    final norm, over 2,048 calibration tokens fed 256 at a time) equal 1 - CKA of the kept (n, d) features, and
+    extraction without the bypassed features gives the same scores."""
+    from layerprune.lm import tokenize_file
+    from layerprune.pruning import score_units
+    from layerprune.similarity import linear_cka
+    from layerprune.similarity.extract import extract_representations
+
+    model = load_causal_lm(stories260k)
+    tokens = tokenize_file(shared_dir / "data" / "tinystories" / "valid-a.txt", stories260k, max_tokens=4000)
+    loader = DataLoader(TokenWindows(tokens, 64, size=32), batch_size=4)
+    for precision, rel in (("float64", 1e-6), (None, 1e-4)):
+        reps = extract_representations(model, loader, input_size=(64,), precision=precision, progress=False)
+        in_memory = {
+            c: 1.0 - linear_cka(reps.intact, reps.bypassed_of(c), precision=precision) for c in reps.candidates
+        }
+        streamed = score_units("cka", model, reps.candidates, representations=reps)
+        assert streamed == pytest.approx(in_memory, rel=rel), precision
+    lean = extract_representations(model, loader, input_size=(64,), bypassed_features=False, progress=False)
+    assert lean.bypassed.shape == (5, 0, model.config.hidden_size)
+    assert score_units("cka", model, lean.candidates, representations=lean) == score_units(
+        "cka", model, reps.candidates, representations=reps
+    )
+
+
 def _text_data(shared_dir: Path, stories260k: Path, **overrides: object) -> dict:
     from layerprune.config import validate_section
 
