@@ -78,13 +78,18 @@ class Representations:
     cka_mode: str
     bypass_cka: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
+    @property
+    def has_bypassed_features(self) -> bool:
+        """Whether extraction kept the bypassed features (``bypassed_features=True``)."""
+        return self.bypassed.shape[1] == self.intact.shape[0]
+
     def bypassed_of(self, name: str) -> np.ndarray:
         """(n, d) penultimate features with unit ``name`` bypassed.
 
         Raises:
             ValueError: extraction did not keep the bypassed features.
         """
-        if self.bypassed.shape[1] != self.intact.shape[0]:
+        if not self.has_bypassed_features:
             raise ValueError(
                 "these representations hold no bypassed features (extracted with bypassed_features=False); "
                 "distances between intact and bypassed features (Consensus) need them: extract with them kept"

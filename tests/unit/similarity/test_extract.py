@@ -288,3 +288,16 @@ def test_the_streamed_cka_never_sees_more_than_one_batch(model, images, monkeypa
     extract_representations(model, batches, input_size=INPUT_SIZE, bypassed_features=False, progress=False)
     assert max(seen) == 16 and len(sizes) == N // 16
     assert sizes[1] == sizes[-1]
+
+
+def test_similarity_command_writes_an_empty_candidate_table_without_bypassed_features(model, images, tmp_path):
+    from layerprune.cli import main as cli_main
+
+    x, y = images
+    lean = extract_representations(model, [(x, y)], input_size=INPUT_SIZE, bypassed_features=False, progress=False)
+    path = lean.save(tmp_path / "lean.npz")
+    out = {k: tmp_path / f"{k}.csv" for k in ("matrix", "candidates")}
+    cli_main(["similarity", "--representations", str(path), "--metrics", "cka", "procrustes",
+              "--matrix", str(out["matrix"]), "--candidates", str(out["candidates"])])  # fmt: skip
+    assert out["candidates"].read_text().strip() == "unit,metric,distance"
+    assert len(out["matrix"].read_text().splitlines()) == 1 + len(lean.matrix_names) ** 2
