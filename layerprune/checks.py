@@ -293,3 +293,31 @@ def _check_budgets(config: dict, model: object, input_size: list[int], problems:
         problems.append(
             f"budgets: {infeasible} cannot be met: {where}; lower them (at most {hint}) or pruning.min_units_per_stage"
         )
+    _check_span_budgets(config, units, total, total_params, set(config["budgets"]) - set(infeasible), problems)
+
+
+def _check_span_budgets(
+    config: dict, units: list, total_macs: int, total_params: int, budgets: set[str], problems: list[str]
+) -> None:
+    """The criteria that remove one block of consecutive units of one stage (angular_span) meet fewer budgets."""
+    from layerprune.criteria import get_criterion
+    from layerprune.selection import Budget, select_span
+
+    methods = [m for m in config["methods"] if get_criterion(m).selection == "span"]
+    if not methods:
+        return
+    minimum = config["pruning"]["min_units_per_stage"]
+    unmet = []
+    for text in sorted(budgets):
+        try:
+            select_span(
+                units, lambda n: {u.name: 0.0 for u in units}, Budget.parse(text), total_macs, minimum,
+                total_params=total_params,
+            )  # fmt: skip
+        except ValueError as err:
+            unmet.append(f"{text} ({str(err).split(': ', 1)[-1].split('. ')[0]})")
+    if unmet:
+        problems.append(
+            f"budgets: {', '.join(unmet)} cannot be met by {methods}, which removes one block of consecutive "
+            "units of one stage; lower those budgets or pruning.min_units_per_stage, or drop the method"
+        )
