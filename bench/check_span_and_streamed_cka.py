@@ -7,7 +7,8 @@
    (n, d) features, in float32 (the default) and float64: the largest absolute difference.
 3. Peak resident memory of extraction on a long calibration set (``--long-tokens`` tokens: valid-a's windows
    repeated, which changes nothing for memory) with the bypassed features kept and without them (the streamed
-   path), each in a fresh process (``ru_maxrss``), beside the size of the arrays the kept path holds.
+   path), each in a fresh process (Linux: the peak RSS is reset just before extraction and read after it),
+   beside the size of the arrays the kept path holds.
 
 Prints Markdown-ready numbers and writes ``--out`` (JSON). No thresholds: a measurement for the docs.
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -44,6 +44,25 @@ def _model(shared: Path, tmp: str) -> tuple[torch.nn.Module, Path]:
     return load_causal_lm(model_dir), model_dir
 
 
+def _status(key: str) -> float:
+    """A line of /proc/self/status in MiB (Linux)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {key}")
+
+
+def _reset_peak_rss() -> float:
+    """Resets the peak resident set size to the current one (Linux: clear_refs 5) and returns it in MiB, so that
+    the peak after measures the extraction and not the imports and tokenization before it."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _status("VmRSS")
+
+
+def _peak_rss() -> float:
+    return _status("VmHWM")
+
+
 def _memory(args: argparse.Namespace) -> None:
     """One extraction in this process; prints its peak RSS (MiB) as JSON."""
     torch.set_num_threads(args.threads)
@@ -53,13 +72,13 @@ def _memory(args: argparse.Namespace) -> None:
     repeats = -(-args.long_tokens // len(calib))
     windows = TokenWindows(calib.repeat(repeats), args.seq_len)
     loader = DataLoader(windows, batch_size=4)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = _reset_peak_rss()
     start = time.perf_counter()
     reps = extract_representations(
         model, loader, input_size=(args.seq_len,), matrix=False, bypassed_features=args.memory == "kept",
         progress=False,
     )  # fmt: skip
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _peak_rss()
     held = (reps.intact.nbytes + reps.bypassed.nbytes) / 2**20
     print(json.dumps({"tokens": len(windows) * args.seq_len, "rss_before_mib": before, "peak_rss_mib": peak,
                       "arrays_mib": held, "seconds": time.perf_counter() - start,

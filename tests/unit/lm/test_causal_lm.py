@@ -285,6 +285,21 @@ def test_cka_criterion_streams_the_bypassed_final_hidden_states(stories260k: Pat
     )
 
 
+def test_a_parameter_budget_counts_the_embedding_a_mac_budget_does_not(stories260k: Path) -> None:
+    """stories260K: a layer holds 45,440 of 260,032 parameters (17.5%; the tied embedding is in no layer) and
+    78,080 of 423,168 MACs per token at T = 256 (18.5%), so 18% of the MACs takes one layer, 18% of the
+    parameters two."""
+    from layerprune.pruning import plan_pruning
+    from layerprune.selection import Budget
+
+    model = load_causal_lm(stories260k)
+    assert 100 * 45_440 < 18 * 260_032 and 100 * 78_080 >= 18 * 423_168
+    for budget, layers in ((Budget.macs(18), 1), (Budget.params(18), 2), (Budget.params(17), 1)):
+        planned = plan_pruning("weight_norm", budget, model, (256,), min_units_per_stage=1)
+        assert planned.plan["n_removed"] == layers, budget
+        assert planned.plan["removed_params"] == 45_440 * layers
+
+
 def _text_data(shared_dir: Path, stories260k: Path, **overrides: object) -> dict:
     from layerprune.config import validate_section
 
