@@ -233,9 +233,10 @@ def _first_sentence(err: Exception) -> str:
     return str(err).split("; check ")[0]
 
 
-def max_removable(units: list, min_units_per_stage: int) -> tuple[int, int]:
-    """The most units and the most MACs any criterion can remove: per stage, every stage keeping
-    ``min_units_per_stage`` units, the costliest removable units first (greedy is optimal per stage).
+def max_removable(units: list, min_units_per_stage: int, cost: str = "macs") -> tuple[int, int]:
+    """The most units and the most MACs (``cost="params"``: parameters) any criterion can remove: per stage,
+    every stage keeping ``min_units_per_stage`` units, the costliest removable units first (greedy is optimal
+    per stage).
 
     Args:
         units: the model's units (:func:`layerprune.models.get_units`).
@@ -248,7 +249,7 @@ def max_removable(units: list, min_units_per_stage: int) -> tuple[int, int]:
     for stage in sorted({u.stage for u in units}):
         members = [u for u in units if u.stage == stage]
         room = max(0, len(members) - min_units_per_stage)
-        costliest = sorted((u.macs for u in members if u.removable), reverse=True)[:room]
+        costliest = sorted((getattr(u, cost) for u in members if u.removable), reverse=True)[:room]
         n_units += len(costliest)
         macs += sum(costliest)
     return n_units, macs
@@ -256,29 +257,67 @@ def max_removable(units: list, min_units_per_stage: int) -> tuple[int, int]:
 
 def _check_budgets(config: dict, model: object, input_size: list[int], problems: list[str]) -> None:
     from layerprune.models import get_units
-    from layerprune.models.cost import count_macs
+    from layerprune.models.cost import count_macs, count_params
     from layerprune.selection import Budget
 
     minimum = config["pruning"]["min_units_per_stage"]
     units = get_units(model, input_size)  # type: ignore[arg-type]
     total, _ = count_macs(model, input_size)  # type: ignore[arg-type]
+    total_params = count_params(model)  # type: ignore[arg-type]
     most_units, most_macs = max_removable(units, minimum)
+    most_params = max_removable(units, minimum, cost="params")[1]
     percent = 100 * most_macs // total  # the largest integer percent that can be met
+    params_percent = 100 * most_params // total_params
     stages = ", ".join(str(sum(u.stage == s for u in units)) for s in sorted({u.stage for u in units}))
     where = (
         f"{config['model']['arch']} has {len(units)} units (per stage: {stages}); keeping pruning.min_units_per_stage="
-        f"{minimum} in each stage, at most {most_units} units ({100 * most_macs / total:.1f}% of the MACs) can go"
+        f"{minimum} in each stage, at most {most_units} units ({100 * most_macs / total:.1f}% of the MACs, "
+        f"{100 * most_params / total_params:.1f}% of the parameters) can go"
     )
     infeasible: list[str] = []
     for text in config["budgets"]:
         budget = Budget.parse(text)
-        if (budget.kind == "blocks" and budget.value > most_units) or (
-            budget.kind == "macs" and budget.value * total > 100 * most_macs
+        if (
+            (budget.kind == "blocks" and budget.value > most_units)
+            or (budget.kind == "macs" and budget.value * total > 100 * most_macs)
+            or (budget.kind == "params" and budget.value * total_params > 100 * most_params)
         ):
             infeasible.append(text)
     if infeasible:
-        fixes = [f"blocks{most_units}" if most_units else None, f"macs{percent}" if percent >= 1 else None]
+        fixes = [
+            f"blocks{most_units}" if most_units else None,
+            f"macs{percent}" if percent >= 1 else None,
+            f"params{params_percent}" if params_percent >= 1 else None,
+        ]
         hint = " or ".join(f for f in fixes if f) or "none (lower pruning.min_units_per_stage)"
         problems.append(
             f"budgets: {infeasible} cannot be met: {where}; lower them (at most {hint}) or pruning.min_units_per_stage"
+        )
+    _check_span_budgets(config, units, total, total_params, set(config["budgets"]) - set(infeasible), problems)
+
+
+def _check_span_budgets(
+    config: dict, units: list, total_macs: int, total_params: int, budgets: set[str], problems: list[str]
+) -> None:
+    """The criteria that remove one block of consecutive units of one stage (angular_span) meet fewer budgets."""
+    from layerprune.criteria import get_criterion
+    from layerprune.selection import Budget, select_span
+
+    methods = [m for m in config["methods"] if get_criterion(m).selection == "span"]
+    if not methods:
+        return
+    minimum = config["pruning"]["min_units_per_stage"]
+    unmet = []
+    for text in sorted(budgets):
+        try:
+            select_span(
+                units, lambda n: {u.name: 0.0 for u in units}, Budget.parse(text), total_macs, minimum,
+                total_params=total_params,
+            )  # fmt: skip
+        except ValueError as err:
+            unmet.append(f"{text} ({str(err).split(': ', 1)[-1].split('. ')[0]})")
+    if unmet:
+        problems.append(
+            f"budgets: {', '.join(unmet)} cannot be met by {methods}, which removes one block of consecutive "
+            "units of one stage; lower those budgets or pruning.min_units_per_stage, or drop the method"
         )

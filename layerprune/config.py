@@ -22,6 +22,7 @@ __all__ = [
     "PLACEHOLDER",
     "SCHEMA_PATH",
     "ConfigError",
+    "check_bypassed_features",
     "check_language_model",
     "check_profile_resources",
     "check_protocols",
@@ -120,7 +121,27 @@ def validate_config(config: dict) -> dict:
     check_language_model(config)
     check_protocols(config)
     check_shortcut(config)
+    check_bypassed_features(config)
     return config
+
+
+def check_bypassed_features(config: dict) -> None:
+    """``similarity.bypassed_features: false`` drops what the criteria reading the candidate distance table
+    (Consensus) are computed from.
+
+    Raises:
+        ConfigError: naming the key, the methods that need the features and the fix.
+    """
+    from layerprune.criteria import CANDIDATES, get_criterion
+
+    if config["similarity"]["bypassed_features"]:
+        return
+    needing = [m for m in config["methods"] if CANDIDATES in get_criterion(m).needs]
+    if needing:
+        raise ConfigError(
+            f"invalid config:\n  similarity.bypassed_features: false, but methods {needing} vote over distances "
+            "between intact and bypassed features; set it to true or remove those methods"
+        )
 
 
 def check_protocols(config: dict) -> None:

@@ -28,7 +28,7 @@ from layerprune.criteria.protocols import PONS_MIN_UNITS_PER_STAGE, pons_units
 from layerprune.criteria.sglp_paper import select_by_combination_gradnorm
 from layerprune.models import count_macs, count_params, get_units
 from layerprune.models.units import Unit, renumber_after_removal
-from layerprune.selection import Budget, plan_summary, select_per_segment, select_units
+from layerprune.selection import Budget, plan_summary, select_per_segment, select_span, select_units
 from layerprune.similarity import Precision
 from layerprune.similarity.extract import Representations, extract_representations
 from layerprune.surgery import remove_units
@@ -88,12 +88,14 @@ def score_units(
     gradnorm_batches: Callable[[], object] | None = None,
     seed: int = 0,
     precision: Precision | None = None,
+    span: int = 1,
     device: torch.device | str = "cpu",
 ) -> dict[str, float]:
     """Scores every candidate with criterion ``method`` (lower = safer to remove).
 
     ``precision`` is the arithmetic of linear CKA products (``similarity.precision``; None = the
-    features' precision), read by the criteria that list it in their record.
+    features' precision), read by the criteria that list it in their record; ``span`` the block length
+    a ``"span"`` criterion scores (its scores are keyed by each block's first unit).
 
     Raises:
         ValueError: an unknown criterion, or an input the criterion reads is missing.
@@ -104,7 +106,7 @@ def score_units(
     inputs = ScoringInputs(
         model=model, candidates=candidates, representations=representations,
         candidate_distances=candidate_distances, consensus_metrics=consensus_metrics,
-        calibration_batches=gradnorm_batches, seed=seed, precision=precision, device=device,
+        calibration_batches=gradnorm_batches, seed=seed, precision=precision, span=span, device=device,
     )  # fmt: skip
     return criterion.score(inputs)
 
@@ -209,12 +211,26 @@ def plan_pruning(
             raise ValueError("GradNorm needs the calibration loader")
         return (batch for i, batch in zip(range(gradnorm_batches), calibration_loader))
 
+    if criterion.selection == "span":
+        if calibration_loader is None:
+            raise ValueError(f"{method} needs the calibration loader (the hidden states of the calibration batches)")
+
+        def span_scores(n: int) -> dict[str, float]:
+            return score_units(
+                method, model, candidates, gradnorm_batches=lambda: iter(calibration_loader), span=n, device=device
+            )
+
+        removed, scores, span = select_span(
+            units, span_scores, budget, total_macs, min_units_per_stage, total_params=total_params
+        )
+        return PrunePlan(plan={**plan_summary(units, removed, total_macs, total_params), "span": span}, scores=scores)
+
     if method == "sglp" and protocol == "paper":
         if segments is None:
             raise ValueError("sglp needs the segments (segment stage)")
         removed, scores = select_by_combination_gradnorm(
             model, units, segments, budget, total_macs, first_batches,
-            min_units_per_stage=min_units_per_stage, allocation=allocation, device=device,
+            min_units_per_stage=min_units_per_stage, allocation=allocation, total_params=total_params, device=device,
         )  # fmt: skip
         return PrunePlan(plan=plan_summary(units, removed, total_macs, total_params), scores=scores)
     scores = score_units(
@@ -227,10 +243,12 @@ def plan_pruning(
             raise ValueError(f"{method} needs the segments (segment stage)")
         removed = select_per_segment(
             units, scores, segments, budget, total_macs,
-            min_units_per_stage=min_units_per_stage, allocation=allocation,
+            min_units_per_stage=min_units_per_stage, allocation=allocation, total_params=total_params,
         )  # fmt: skip
     else:
-        removed = select_units(units, scores, budget, total_macs, min_units_per_stage=min_units_per_stage)
+        removed = select_units(
+            units, scores, budget, total_macs, min_units_per_stage=min_units_per_stage, total_params=total_params
+        )
     return PrunePlan(plan=plan_summary(units, removed, total_macs, total_params), scores=scores)
 
 
@@ -290,13 +308,21 @@ def _prune_iteratively(
     steps: list[dict] = []
     first_scores: dict[str, float] | None = None
     by_name = {u.name: u for u in units}
-    while not budget.is_met(len(removed), sum(by_name[n].macs for n in removed), total_macs):
+
+    def met() -> bool:
+        return budget.is_met(
+            len(removed), sum(by_name[n].macs for n in removed), total_macs,
+            removed_params=sum(by_name[n].params for n in removed), total_params=total_params,
+        )  # fmt: skip
+
+    while not met():
         current_units = get_units(current, input_size)
         if restrict is not None:
             current_units = restrict(current_units)
         reps = extract_representations(
-            current, calibration_loader, input_size=input_size, matrix=False, device=device, progress=False
-        )
+            current, calibration_loader, input_size=input_size, matrix=False, precision=precision,
+            bypassed_features=False, device=device, progress=False,
+        )  # fmt: skip
         scores = criterion.score(
             ScoringInputs(model=current, candidates=reps.candidates, representations=reps, precision=precision)
         )

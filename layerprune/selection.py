@@ -9,9 +9,12 @@ selection rules are provided:
   https://arxiv.org/abs/2405.17081, and Consensus of Mugnaini et al., 2024).
 - :func:`select_per_segment`: SGLP's rule (2024): the units to remove are spread over contiguous segments of
   similar units (see :mod:`layerprune.segmentation`), the least important units of each segment going first.
+- :func:`select_span`: Gromov et al.'s rule (2024, https://arxiv.org/abs/2403.17887): one block of n
+  consecutive units of one stage, the block with the lowest score for that n.
 
-Budgets travel through workflow paths as strings, ``blocks9`` (remove 9 units) or ``macs50`` (remove at least
-50% of the model's MACs): integer percent, never a float in a path.
+Budgets travel through workflow paths as strings, ``blocks9`` (remove 9 units), ``macs50`` (remove at least
+50% of the model's MACs) or ``params30`` (remove at least 30% of its parameters): integer percent, never a float
+in a path.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal, Protocol
@@ -30,6 +33,7 @@ __all__ = [
     "UnitLike",
     "plan_summary",
     "select_per_segment",
+    "select_span",
     "select_units",
 ]
 
@@ -38,7 +42,9 @@ logger = logging.getLogger(__name__)
 #: Ways :func:`select_per_segment` spreads the removals over segments.
 ALLOCATIONS = ("proportional", "uniform")
 
-_BUDGET_RE = re.compile(r"(blocks|macs)(0|[1-9][0-9]*)")
+_BUDGET_RE = re.compile(r"(blocks|macs|params)(0|[1-9][0-9]*)")
+#: Budget kinds given as a percent of the whole model's cost, and what that cost is.
+PERCENT_KINDS = {"macs": "MACs", "params": "parameters"}
 
 
 class UnitLike(Protocol):
@@ -69,16 +75,16 @@ class Budget:
 
     Attributes:
         kind: ``"blocks"``: remove exactly ``value`` units; ``"macs"``: remove units until the removed MACs are at
-            least ``value`` percent of the model's total MACs.
+            least ``value`` percent of the model's total MACs; ``"params"``: the same for parameters.
         value: unit count (``>= 1``) or integer percent (``1 .. 99``).
     """
 
-    kind: Literal["blocks", "macs"]
+    kind: Literal["blocks", "macs", "params"]
     value: int
 
     def __post_init__(self) -> None:
-        if self.kind not in ("blocks", "macs"):
-            raise ValueError(f"budget kind {self.kind!r} is unknown; expected 'blocks' or 'macs'")
+        if self.kind not in ("blocks", *PERCENT_KINDS):
+            raise ValueError(f"budget kind {self.kind!r} is unknown; expected 'blocks', 'macs' or 'params'")
         if isinstance(self.value, bool) or not isinstance(self.value, int):
             raise ValueError(
                 f"budget value {self.value!r} must be an int (a unit count or an integer percent); "
@@ -86,24 +92,26 @@ class Budget:
             )
         if self.kind == "blocks" and self.value < 1:
             raise ValueError(f"blocks budget {self.value} must remove at least 1 unit")
-        if self.kind == "macs" and not 1 <= self.value <= 99:
-            raise ValueError(f"MAC budget {self.value}% must be an integer percent between 1 and 99")
+        if self.kind in PERCENT_KINDS and not 1 <= self.value <= 99:
+            raise ValueError(
+                f"{PERCENT_KINDS[self.kind]} budget {self.value}% must be an integer percent between 1 and 99"
+            )
 
     @classmethod
     def parse(cls, text: str) -> Budget:
-        """Parses the path form, ``"blocks9"`` or ``"macs50"``; ``str(Budget.parse(s)) == s``.
+        """Parses the path form, ``"blocks9"``, ``"macs50"`` or ``"params30"``; ``str(Budget.parse(s)) == s``.
 
         Raises:
             ValueError: naming the bad string and the accepted forms.
         """
         if not isinstance(text, str):
-            raise ValueError(f"budget must be a string like 'blocks9' or 'macs50', got {text!r}")
+            raise ValueError(f"budget must be a string like 'blocks9', 'macs50' or 'params30', got {text!r}")
         match = _BUDGET_RE.fullmatch(text)
         if match is None:
             raise ValueError(
                 f"cannot parse budget {text!r}: expected 'blocks<N>' (remove N units, e.g. 'blocks9') or "
-                "'macs<P>' (remove at least P percent of MACs, integer P in 1..99, e.g. 'macs50'), "
-                "lowercase, no leading zeros, no decimal point"
+                "'macs<P>' (remove at least P percent of MACs, integer P in 1..99, e.g. 'macs50') or 'params<P>' "
+                "(the same for parameters, e.g. 'params30'), lowercase, no leading zeros, no decimal point"
             )
         kind = match.group(1)
         return cls(kind, int(match.group(2)))  # type: ignore[arg-type]
@@ -118,18 +126,49 @@ class Budget:
         """Remove at least ``percent`` percent of the model's MACs."""
         return cls("macs", percent)
 
+    @classmethod
+    def params(cls, percent: int) -> Budget:
+        """Remove at least ``percent`` percent of the model's parameters."""
+        return cls("params", percent)
+
     def __str__(self) -> str:
         return f"{self.kind}{self.value}"
 
-    def is_met(self, n_removed: int, removed_macs: int, total_macs: int) -> bool:
-        """Whether removing ``n_removed`` units worth ``removed_macs`` MACs meets this budget.
+    def is_met(
+        self,
+        n_removed: int,
+        removed_macs: int,
+        total_macs: int,
+        *,
+        removed_params: int = 0,
+        total_params: int | None = None,
+    ) -> bool:
+        """Whether removing ``n_removed`` units worth ``removed_macs`` MACs (``removed_params`` parameters) meets
+        this budget.
 
-        For a MAC budget the test is exact integer arithmetic, ``100 * removed >= percent * total``, so no
-        rounding decides a borderline case. A blocks budget is met only by the exact count.
+        For a MAC or parameter budget the test is exact integer arithmetic, ``100 * removed >= percent * total``,
+        so no rounding decides a borderline case. A blocks budget is met only by the exact count.
+
+        Raises:
+            ValueError: a parameter budget without ``total_params``.
         """
         if self.kind == "blocks":
             return n_removed == self.value
-        return 100 * removed_macs >= self.value * total_macs
+        if self.kind == "macs":
+            return 100 * removed_macs >= self.value * total_macs
+        if total_params is None:
+            raise ValueError(f"budget {self} needs the model's total parameters (total_params)")
+        return 100 * removed_params >= self.value * total_params
+
+
+def _check_total_params(budget: Budget, total_params: int | None) -> None:
+    """A parameter budget needs the whole model's parameters, a positive int."""
+    if budget.kind == "params" and (
+        isinstance(total_params, bool) or not isinstance(total_params, int) or total_params <= 0
+    ):
+        raise ValueError(
+            f"budget {budget} needs total_params, the whole model's parameters as a positive int; got {total_params!r}"
+        )
 
 
 class _Plan:
@@ -142,9 +181,11 @@ class _Plan:
         budget: Budget,
         total_macs: int,
         min_units_per_stage: int,
+        total_params: int | None = None,
     ) -> None:
         if not isinstance(budget, Budget):
             raise ValueError(f"budget must be a Budget (e.g. Budget.parse('blocks9')), got {budget!r}")
+        _check_total_params(budget, total_params)
         if isinstance(min_units_per_stage, bool) or not isinstance(min_units_per_stage, int) or min_units_per_stage < 0:
             raise ValueError(f"min_units_per_stage={min_units_per_stage!r} must be a non-negative int")
         _validate_units(units, total_macs)
@@ -155,11 +196,13 @@ class _Plan:
         self.budget = budget
         self.total_macs = int(total_macs)
         self.min_units_per_stage = min_units_per_stage
+        self.total_params = total_params
         self.stage_size: dict[int, int] = {}
         for u in self.units:
             self.stage_size[u.stage] = self.stage_size.get(u.stage, 0) + 1
         self.removed: list[str] = []
         self.removed_macs = 0
+        self.removed_params = 0
 
     def sort_key(self, name: str) -> tuple[float, int]:
         # Ascending score; equal scores go in forward order, so the result never depends on dict or set order.
@@ -174,9 +217,16 @@ class _Plan:
         self.stage_size[unit.stage] -= 1
         self.removed.append(name)
         self.removed_macs += int(unit.macs)
+        self.removed_params += int(unit.params)
 
     def met(self) -> bool:
-        return self.budget.is_met(len(self.removed), self.removed_macs, self.total_macs)
+        return self.budget.is_met(
+            len(self.removed),
+            self.removed_macs,
+            self.total_macs,
+            removed_params=self.removed_params,
+            total_params=self.total_params,
+        )
 
     def result(self) -> list[str]:
         return sorted(self.removed, key=self.order.__getitem__)
@@ -186,6 +236,8 @@ class _Plan:
         reached = f"{len(self.removed)} units"
         if self.budget.kind == "macs":
             reached += f" = {100 * self.removed_macs / self.total_macs:.1f}% of {self.total_macs} MACs"
+        elif self.budget.kind == "params" and self.total_params:
+            reached += f" = {100 * self.removed_params / self.total_params:.1f}% of {self.total_params} parameters"
         sizes = ", ".join(f"stage {s}: {n}" for s, n in sorted(self.stage_size.items()))
         return ValueError(
             f"budget {self.budget} cannot be met by {rule}: it removed {reached} and then no other unit could go "
@@ -248,13 +300,16 @@ def select_units(
     budget: Budget,
     total_macs: int,
     min_units_per_stage: int = 2,
+    *,
+    total_params: int | None = None,
 ) -> list[str]:
     """Greedy selection: remove the lowest-scored removable units until the budget is met.
 
     Removable units are taken in ascending score (ties in forward order); a unit is skipped when removing it would
     leave its stage with fewer than ``min_units_per_stage`` units (non-removable units count). For ``blocks<N>``
     exactly N units are taken; for ``macs<P>`` units are taken until the removed MACs reach P% of ``total_macs``,
-    i.e. the shortest prefix of that order (after skips) that meets the budget.
+    i.e. the shortest prefix of that order (after skips) that meets the budget; ``params<P>`` likewise with the
+    units' parameters and ``total_params``.
 
     Args:
         units: every unit of the model, in forward order (``get_units``).
@@ -262,6 +317,7 @@ def select_units(
         budget: what to remove.
         total_macs: MACs of the whole model for one input (stem and head included), the denominator of a MAC budget.
         min_units_per_stage: smallest number of units any stage may keep.
+        total_params: parameters of the whole model, the denominator of a parameter budget (needed only for one).
 
     Returns:
         Names of the units to remove, in forward order.
@@ -270,7 +326,7 @@ def select_units(
         ValueError: on inconsistent inputs, or when the budget cannot be met; the message says how far the
             selection got and what to change.
     """
-    plan = _Plan(units, scores, budget, total_macs, min_units_per_stage)
+    plan = _Plan(units, scores, budget, total_macs, min_units_per_stage, total_params)
     candidates = sorted((u.name for u in plan.units if u.removable), key=plan.sort_key)
     for name in candidates:
         if plan.met():
@@ -306,6 +362,8 @@ def select_per_segment(
     total_macs: int,
     min_units_per_stage: int = 2,
     allocation: str = "proportional",
+    *,
+    total_params: int | None = None,
 ) -> list[str]:
     """SGLP selection: spread the removals over segments, least important units of each segment first.
 
@@ -319,7 +377,8 @@ def select_per_segment(
     3. Whatever a segment could not take (too few removable units, or stage minimum reached) is handed to the
        other segments, again in round-robin passes in segment order, each taking its next-best allowed unit.
 
-    MAC budget (``macs<P>``): units are added one at a time until the removed MACs reach P% of ``total_macs``;
+    MAC or parameter budget (``macs<P>``, ``params<P>``): units are added one at a time until the removed MACs
+    (parameters) reach P% of ``total_macs`` (``total_params``);
     each step goes to the segment furthest below its share: the fewest units taken so far (``"uniform"``: plain
     round-robin over segments), or the smallest fraction of its size taken (``"proportional"``: round-robin weighted
     by segment size); ties go to the earlier segment. That segment gives its next-best allowed unit; a segment with
@@ -334,6 +393,7 @@ def select_per_segment(
         total_macs: MACs of the whole model for one input.
         min_units_per_stage: smallest number of units any stage may keep.
         allocation: ``"proportional"`` or ``"uniform"``.
+        total_params: parameters of the whole model, the denominator of a parameter budget (needed only for one).
 
     Returns:
         Names of the units to remove, in forward order.
@@ -341,7 +401,7 @@ def select_per_segment(
     Raises:
         ValueError: on inconsistent inputs or an impossible budget, saying how far the selection got.
     """
-    plan = _Plan(units, scores, budget, total_macs, min_units_per_stage)
+    plan = _Plan(units, scores, budget, total_macs, min_units_per_stage, total_params)
     if allocation not in ALLOCATIONS:
         raise ValueError(f"unknown allocation {allocation!r}; expected one of {list(ALLOCATIONS)}")
     _validate_segments(plan, segments)
@@ -397,6 +457,97 @@ def select_per_segment(
         raise plan.fail(f"per-segment selection ({allocation} over {len(segments)} segments)")
     logger.debug("per-segment removals %s for budget %s", taken, budget)
     return plan.result()
+
+
+def _blocks(units: Sequence[UnitLike], n: int, min_units_per_stage: int) -> list[list[UnitLike]]:
+    """Every run of ``n`` consecutive removable units of one stage whose removal leaves the stage at least
+    ``min_units_per_stage`` units, in forward order."""
+    out = []
+    for stage in sorted({u.stage for u in units}):
+        members = [u for u in units if u.stage == stage]
+        if len(members) - n < min_units_per_stage:
+            continue
+        for start in range(len(members) - n + 1):
+            block = members[start : start + n]
+            if all(u.removable for u in block):
+                out.append(block)
+    return out
+
+
+def select_span(
+    units: Sequence[UnitLike],
+    span_scores: Callable[[int], Mapping[str, float]],
+    budget: Budget,
+    total_macs: int,
+    min_units_per_stage: int = 2,
+    *,
+    total_params: int | None = None,
+) -> tuple[list[str], dict[str, float], int]:
+    """Gromov et al.'s selection: remove one block of n consecutive removable units of one stage.
+
+    The budget sets n: ``blocks<N>`` gives n = N; ``macs<P>`` and ``params<P>`` give the smallest n for which some
+    allowed block removes at least P% of the MACs (parameters). A block is allowed when its units are consecutive,
+    all removable and of one stage (a block never crosses a stage: in a CNN the downsampling unit between stages
+    is not removable, and the angle between inputs and outputs of different shapes is undefined), and the stage
+    keeps at least ``min_units_per_stage`` units. ``span_scores(n)`` is then called once and scores each block by
+    its first unit (a block it leaves out is no candidate); among the allowed blocks that meet the budget, the one
+    with the lowest score goes (ties: the earlier block).
+
+    Args:
+        units: every unit of the model, in forward order.
+        span_scores: n -> first unit of a block of n units -> score, lower = safer to remove.
+        budget: what to remove.
+        total_macs: MACs of the whole model for one input.
+        min_units_per_stage: smallest number of units any stage may keep.
+        total_params: parameters of the whole model (needed for a parameter budget).
+
+    Returns:
+        The removed units in forward order, the scores of n (keyed by a block's first unit), and n.
+
+    Raises:
+        ValueError: on inconsistent inputs, when no allowed block meets the budget (naming the longest allowed
+            block), or when the scores leave out every allowed block.
+    """
+    if not isinstance(budget, Budget):
+        raise ValueError(f"budget must be a Budget (e.g. Budget.parse('blocks2')), got {budget!r}")
+    _validate_units(units, total_macs)
+    _check_total_params(budget, total_params)
+
+    def meets(block: list[UnitLike]) -> bool:
+        return budget.is_met(
+            len(block),
+            sum(int(u.macs) for u in block),
+            total_macs,
+            removed_params=sum(int(u.params) for u in block),
+            total_params=total_params,
+        )
+
+    lengths = [budget.value] if budget.kind == "blocks" else range(1, len(units) + 1)
+    allowed: list[list[UnitLike]] = []
+    for n in lengths:
+        allowed = [block for block in _blocks(units, n, min_units_per_stage) if meets(block)]
+        if allowed:
+            break
+    if not allowed:
+        longest = max((n for n in range(1, len(units) + 1) if _blocks(units, n, min_units_per_stage)), default=0)
+        raise ValueError(
+            f"budget {budget} cannot be met by one block of consecutive removable units of one stage: the longest "
+            f"such block has {longest} units with min_units_per_stage={min_units_per_stage}. Lower the budget or "
+            "min_units_per_stage, or choose a criterion that removes units anywhere (angular)"
+        )
+    scores = {}
+    for name, value in span_scores(n).items():
+        if not math.isfinite(float(value)):
+            raise ValueError(f"score of the block starting at {name!r} is {value}; scores must be finite numbers")
+        scores[name] = float(value)
+    scored = [block for block in allowed if block[0].name in scores]
+    if not scored:
+        raise ValueError(
+            f"the span scores for n={n} leave out every allowed block (first units {[b[0].name for b in allowed]})"
+        )
+    best = min(scored, key=lambda block: scores[block[0].name])  # min keeps the earliest of equal scores
+    logger.debug("span of %d units for budget %s: %s", n, budget, [u.name for u in best])
+    return [u.name for u in best], scores, n
 
 
 def _validate_segments(plan: _Plan, segments: Sequence[Sequence[str]]) -> None:

@@ -117,11 +117,12 @@ def method_label(method: str) -> str:
 
 
 def budget_sort_key(budget: str) -> tuple[int, int]:
-    """Orders budgets by kind (units, then MAC percent) and value; ``"none"`` (the baseline) first."""
+    """Orders budgets by kind (units, then MAC percent, then parameter percent) and value; ``"none"`` (the
+    baseline) first."""
     if budget == "none":
         return (-1, 0)
     parsed = Budget.parse(budget)
-    return (0 if parsed.kind == "blocks" else 1, parsed.value)
+    return (("blocks", "macs", "params").index(parsed.kind), parsed.value)
 
 
 def run_key(path: str | Path) -> tuple[str, str, int]:

@@ -26,6 +26,7 @@ def _run(args: argparse.Namespace) -> None:
         input_size=ckpt.preprocessing["input_size"],
         cka_mode=CKA_MODES[args.mode],
         precision=args.precision,
+        bypassed_features=args.bypassed_features,
         device=select_device("auto"),
     )
     reps.save(args.out)
@@ -41,6 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mode", choices=sorted(CKA_MODES), default="minibatch", help="CKA matrix estimator")
     p.add_argument("--sglp-batch", type=int, default=500, help="batch of the sglp estimator")
     add_precision_arg(p)
+    p.add_argument(
+        "--no-bypassed-features",
+        dest="bypassed_features",
+        action="store_false",
+        help="keep only the streamed CKA of the bypassed features, not the (n, d) features (similarity.bypassed_features)",
+    )
     p.add_argument("--out", type=Path, required=True, help="representations .npz to write")
     add_threads_arg(p)
     p.set_defaults(func=_run)

@@ -94,7 +94,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("prune", help="score, select under a budget and physically remove units")
     p.add_argument("--model", type=Path, required=True, help="baseline checkpoint")
     p.add_argument("--method", choices=criterion_names(), required=True, help="criterion")
-    p.add_argument("--budget", required=True, help="blocksN (remove N units) or macsP (remove >= P%% of MACs)")
+    p.add_argument(
+        "--budget",
+        required=True,
+        help="blocksN (remove N units), macsP (remove >= P%% of MACs) or paramsP (>= P%% of parameters)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the run (random criterion, GradNorm batches)")
     p.add_argument("--pruning", type=section_arg("pruning"), default="{}", help="the config's pruning section")
     p.add_argument(

@@ -14,7 +14,9 @@ from layerprune.similarity.tables import candidate_distances, matrix_table, plot
 def _run(args: argparse.Namespace) -> None:
     reps = Representations.load(args.representations)
     write_csv(args.matrix, matrix_table(reps.matrix_names, reps.cka_matrix))
-    write_csv(args.candidates, candidate_distances(reps, args.metrics, args.protocol))
+    # Without the bypassed features (similarity.bypassed_features: false) no criterion reads the table.
+    metrics = args.metrics if reps.has_bypassed_features else []
+    write_csv(args.candidates, candidate_distances(reps, metrics, args.protocol))
     if args.heatmap:
         plot_matrix(reps.matrix_names, reps.cka_matrix, args.heatmap)
 

@@ -38,6 +38,10 @@ def _cka(inputs: ScoringInputs) -> dict[str, float]:
     from layerprune.criteria.scores import cka_scores
 
     reps = _representations(inputs, "cka")
+    if reps.bypass_cka.size:  # streamed during extraction over every sample (O(d^2) memory per candidate)
+        cka = dict(zip(reps.candidates, reps.bypass_cka.tolist()))
+        return {c: 1.0 - cka[c] for c in inputs.candidates}
+    # Files extracted before the streamed values existed: the same CKA from the kept features.
     return cka_scores(reps.intact, {c: reps.bypassed_of(c) for c in inputs.candidates}, precision=inputs.precision)
 
 
@@ -98,6 +102,14 @@ def _angular(inputs: ScoringInputs) -> dict[str, float]:
     return angular_scores(_io_cosine(inputs, "angular"))
 
 
+def _angular_span(inputs: ScoringInputs) -> dict[str, float]:
+    from layerprune.criteria.scores import angular_span_scores
+
+    if inputs.calibration_batches is None:
+        raise ValueError("angular_span needs calibration batches for the hidden states")
+    return angular_span_scores(inputs.model, inputs.calibration_batches(), inputs.span, device=inputs.device)
+
+
 def _greedy_loss(inputs: ScoringInputs) -> dict[str, float]:
     from layerprune.criteria.scores import greedy_loss_scores
 
@@ -146,6 +158,15 @@ register_criterion(Criterion(
     reference="Gromov et al. 2024, The unreasonable ineffectiveness of the deeper layers, "
     "https://arxiv.org/abs/2403.17887",
     description="arccos of the input/output cosine over pi",
+))  # fmt: skip
+register_criterion(Criterion(
+    name="angular_span", label="Angular span", score=_angular_span, needs=frozenset({CALIBRATION}),
+    selection="span",
+    reference="Gromov et al. 2024, The unreasonable ineffectiveness of the deeper layers (n consecutive layers), "
+    "https://arxiv.org/abs/2403.17887",
+    description="arccos/pi of the cosine between the input of n consecutive units and their output; removes the "
+    "closest block, n set by the budget",
+    in_default=False,  # a CNN's blocksN spans cross stages (e.g. ResNet-56's blocks9): chosen explicitly
 ))  # fmt: skip
 register_criterion(Criterion(
     name="greedy_loss", label="Greedy loss", score=_greedy_loss, needs=frozenset({REPRESENTATIONS}),

@@ -66,6 +66,7 @@ class ScoringInputs:
         seed: seed of a stochastic criterion.
         precision: arithmetic of linear CKA products (the config's ``similarity.precision``; None = the
             features' precision), for criteria whose record lists it in ``similarity_settings``.
+        span: the number of consecutive units a ``"span"`` criterion scores together (set by the budget).
         device: where scoring runs.
     """
 
@@ -77,6 +78,7 @@ class ScoringInputs:
     calibration_batches: Callable[[], Any] | None = None
     seed: int = 0
     precision: str | None = None
+    span: int = 1
     device: torch.device | str = "cpu"
 
 
@@ -94,8 +96,11 @@ class Criterion:
             ``pruning.iterative`` is true) or ``"always"`` (rescores the smaller model after each
             removal, e.g. SLEB). An iterative run extracts its own representations from labelled
             calibration batches after each step, so it reads :data:`CALIBRATION` only.
-        selection: ``"global"`` (the lowest scores over the whole network) or ``"per_segment"``
-            (the budget spread over the segments; reads :data:`SEGMENTS` and ``pruning.allocation``).
+        selection: ``"global"`` (the lowest scores over the whole network), ``"per_segment"``
+            (the budget spread over the segments; reads :data:`SEGMENTS` and ``pruning.allocation``) or
+            ``"span"`` (one block of n consecutive units of one stage, n set by the budget: the scoring
+            function scores each block by its first unit for ``ScoringInputs.span`` = n;
+            :func:`layerprune.selection.select_span`).
         settings: keys of the config's ``pruning`` section the scoring reads, besides those
             every selection reads (``min_units_per_stage``) or that follow from ``iterative`` and
             ``selection``.
@@ -106,6 +111,8 @@ class Criterion:
         one_unit_per_step: an iterative run removes one unit per step whatever
             ``pruning.units_per_step`` says, and never fine-tunes in between (SLEB).
         description: one line on what the score is.
+        in_default: listed in the schema's default ``methods`` (False for a criterion that cannot meet most of
+            the budgets a config leaves at their defaults, e.g. a span of consecutive units on a CNN).
         color: a fixed figure colour (matplotlib colour spec), or None for the palette's next.
     """
 
@@ -115,12 +122,13 @@ class Criterion:
     score: Callable[[ScoringInputs], dict[str, float]]
     needs: frozenset[str] = frozenset()
     iterative: Literal["never", "optional", "always"] = "never"
-    selection: Literal["global", "per_segment"] = "global"
+    selection: Literal["global", "per_segment", "span"] = "global"
     settings: tuple[str, ...] = ()
     similarity_settings: tuple[str, ...] = ()
     finetune_between: bool = False
     one_unit_per_step: bool = False
     description: str = ""
+    in_default: bool = True
     color: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -131,8 +139,12 @@ class Criterion:
             raise ValueError(
                 f"criterion {self.name!r}: iterative={self.iterative!r}; expected never, optional or always"
             )
-        if self.selection not in ("global", "per_segment"):
-            raise ValueError(f"criterion {self.name!r}: selection={self.selection!r}; expected global or per_segment")
+        if self.selection not in ("global", "per_segment", "span"):
+            raise ValueError(
+                f"criterion {self.name!r}: selection={self.selection!r}; expected global, per_segment or span"
+            )
+        if self.selection == "span" and self.iterative != "never":
+            raise ValueError(f"criterion {self.name!r}: a span criterion removes one block at once; iterative='never'")
 
     def is_iterative(self, pruning: Mapping[str, Any]) -> bool:
         """Whether a run with this ``pruning`` config section rescores between removals."""

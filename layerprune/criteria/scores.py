@@ -117,23 +117,30 @@ def angular_span_scores(
     token of a causal LM; the paper reads only the last token). Keyed by the span's first unit:
     the span with the lowest score is the block of ``span`` consecutive units to remove.
     https://arxiv.org/abs/2403.17887. With ``span=1`` this is :func:`angular_scores` of each unit.
+
+    A span whose input and output differ in shape (it crosses a downsampling unit of a CNN) has no
+    angle and no score; :func:`layerprune.selection.select_span` never removes such a span.
     """
     names = unit_names(model)
     if not 1 <= span <= len(names):
         raise ValueError(f"span must be between 1 and the {len(names)} units, got {span}")
     model = model.to(device).eval()
-    sums = torch.zeros(len(names) - span + 1, dtype=torch.float64)
+    sums: dict[int, Tensor] = {}
     seen = 0
     for x, _y in batches:
         stem, outputs = forward_units(model, x.to(device))
-        hidden = [sample_rows(model, h) for h in (stem, *outputs)]
-        for start in range(len(sums)):
+        states = (stem, *outputs)
+        hidden = [sample_rows(model, h) for h in states]
+        for start in range(len(names) - span + 1):
+            if states[start].shape != states[start + span].shape:
+                continue
             cos = F.cosine_similarity(hidden[start].double(), hidden[start + span].double(), dim=1)
-            sums[start] += torch.arccos(cos.clamp(-1.0, 1.0)).sum().cpu() / math.pi
+            angle = torch.arccos(cos.clamp(-1.0, 1.0)).sum().cpu() / math.pi
+            sums[start] = sums.get(start, 0.0) + angle
         seen += hidden[0].shape[0]
     if seen == 0:
         raise ValueError("the angular span criterion needs at least one calibration batch")
-    return {names[start]: float(total) / seen for start, total in enumerate(sums)}
+    return {names[start]: float(total) / seen for start, total in sums.items()}
 
 
 def greedy_loss_scores(bypassed_loss: Mapping[str, float], intact_loss: float) -> dict[str, float]:

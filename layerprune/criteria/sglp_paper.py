@@ -83,6 +83,7 @@ def select_by_combination_gradnorm(
     *,
     min_units_per_stage: int = 2,
     allocation: str = "proportional",
+    total_params: int | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[list[str], dict[str, float]]:
     """The reference's selection: in every segment keep the combination of units with the largest GradNorm.
@@ -96,6 +97,7 @@ def select_by_combination_gradnorm(
         batches: returns a fresh iterable of the labelled GradNorm batches (called once per combination).
         min_units_per_stage: combinations that leave a stage below this are skipped.
         allocation: how the removals are spread over segments (as in the default protocol).
+        total_params: parameters of the whole model (the denominator of a parameter budget).
         device: where the networks run.
 
     Returns:
@@ -107,7 +109,7 @@ def select_by_combination_gradnorm(
         ValueError: when a segment has more than :data:`MAX_COMBINATIONS` combinations, when no combination
             respects the stage minimum, or when the chosen units miss the budget.
     """
-    selection = {"min_units_per_stage": min_units_per_stage, "allocation": allocation}
+    selection = {"min_units_per_stage": min_units_per_stage, "allocation": allocation, "total_params": total_params}
     counts = _removal_counts(units, segments, budget, total_macs, **selection)
     by_name = {u.name: u for u in units}
     stage_size: dict[int, int] = {}
@@ -145,7 +147,10 @@ def select_by_combination_gradnorm(
             drop = [v for combo, v in results.items() if name in combo]
             scores[name] = (max(keep) if keep else 0.0) - (max(drop) if drop else 0.0)
     removed_macs = sum(by_name[n].macs for n in removed)
-    if not budget.is_met(len(removed), removed_macs, total_macs):
+    removed_params = sum(by_name[n].params for n in removed)
+    if not budget.is_met(
+        len(removed), removed_macs, total_macs, removed_params=removed_params, total_params=total_params
+    ):
         raise ValueError(
             f"the GradNorm combinations removed {len(removed)} units ({100 * removed_macs / total_macs:.1f}% of the "
             f"MACs), short of budget {budget}; use protocol.sglp: layerprune for this budget"

@@ -6,10 +6,15 @@ input of ``i`` (bypassing ``i`` changes nothing before it). That costs about hal
 running the whole model once per candidate, and gives exactly the same features.
 
 In the same pass it accumulates the unit-by-unit CKA matrix (minibatch HSIC, memory
-bounded by the batch), the cosine between each unit's input and output (ShortGPT's block
-influence) and the cross-entropy of every bypassed model (SLEB's greedy loss). Only
-penultimate features (n x d, d = 64 for CIFAR ResNets) are kept per sample, so memory
-grows linearly in n and never with n^2 or with feature-map sizes.
+bounded by the batch), the linear CKA of the intact with every bypassed model's penultimate
+features over all samples (the ``cka`` criterion, streamed: d x d statistics per candidate,
+:class:`layerprune.similarity.streaming.StreamingLinearCKA`), the cosine between each unit's
+input and output (ShortGPT's block influence) and the cross-entropy of every bypassed model
+(SLEB's greedy loss). Only penultimate features (n x d, d = 64 for CIFAR ResNets) are kept
+per sample, so memory grows linearly in n and never with n^2 or with feature-map sizes; with
+``bypassed_features=False`` the bypassed ones are not kept at all (memory O(c d^2) for the c
+candidates instead of O(c n d): a causal LM's tokens), which is all the ``cka``, block
+influence, angular and greedy-loss criteria read; Consensus's distances need them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import logging
 import zipfile
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +36,7 @@ from layerprune.io import atomic_path
 from layerprune.models.units import forward_from, get_units, sample_rows, unit_modules, unit_names
 from layerprune.similarity._inputs import Precision
 from layerprune.similarity.minibatch import MinibatchCKA
+from layerprune.similarity.streaming import StreamingLinearCKA
 
 __all__ = ["Representations", "extract_representations"]
 
@@ -46,7 +52,8 @@ class Representations:
         candidates: the removable units, whose bypass was evaluated.
         labels: (n,) calibration labels.
         intact: (n, d) penultimate features of the intact model.
-        bypassed: (c, n, d) penultimate features with candidate ``c`` bypassed.
+        bypassed: (c, n, d) penultimate features with candidate ``c`` bypassed ((c, 0, d) when extraction did
+            not keep them).
         intact_loss: mean cross-entropy of the intact model on the calibration set.
         bypassed_loss: (c,) the same with each candidate bypassed.
         io_cosine: (L,) mean over samples of the cosine between each unit's input and output
@@ -54,6 +61,8 @@ class Representations:
         matrix_names: ``["stem", *units]``, the rows of ``cka_matrix``.
         cka_matrix: (L + 1, L + 1) linear CKA among the stem and unit outputs (or empty).
         cka_mode: estimator of the matrix (``unbiased`` or ``sglp``).
+        bypass_cka: (c,) linear CKA (biased, over all n samples) of the intact with each bypassed model's
+            penultimate features, streamed during extraction (empty in files written before it existed).
     """
 
     units: list[str]
@@ -67,9 +76,24 @@ class Representations:
     matrix_names: list[str]
     cka_matrix: np.ndarray
     cka_mode: str
+    bypass_cka: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    @property
+    def has_bypassed_features(self) -> bool:
+        """Whether extraction kept the bypassed features (``bypassed_features=True``)."""
+        return self.bypassed.shape[1] == self.intact.shape[0]
 
     def bypassed_of(self, name: str) -> np.ndarray:
-        """(n, d) penultimate features with unit ``name`` bypassed."""
+        """(n, d) penultimate features with unit ``name`` bypassed.
+
+        Raises:
+            ValueError: extraction did not keep the bypassed features.
+        """
+        if not self.has_bypassed_features:
+            raise ValueError(
+                "these representations hold no bypassed features (extracted with bypassed_features=False); "
+                "distances between intact and bypassed features (Consensus) need them: extract with them kept"
+            )
         return self.bypassed[self.candidates.index(name)]
 
     def save(self, path: str | Path) -> Path:
@@ -87,6 +111,7 @@ class Representations:
                 matrix_names=np.array(self.matrix_names),
                 cka_matrix=self.cka_matrix,
                 cka_mode=np.array(self.cka_mode),
+                bypass_cka=self.bypass_cka,
             )
         return Path(path)
 
@@ -118,6 +143,7 @@ class Representations:
                     matrix_names=z["matrix_names"].tolist(),
                     cka_matrix=z["cka_matrix"],
                     cka_mode=str(z["cka_mode"]),
+                    bypass_cka=z["bypass_cka"] if "bypass_cka" in z.files else np.zeros(0),
                 )
         # A truncated zip raises BadZipFile (or EOFError, or zlib.error while decompressing a member).
         except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
@@ -140,11 +166,13 @@ class Representations:
                 f"it holds {self.bypassed.shape[0] if self.bypassed.ndim else 0} bypassed feature arrays "
                 f"(shape {self.bypassed.shape}) for {n_cand} candidate units"
             )
-        elif self.bypassed.shape[1:] != (n, d):
+        elif self.bypassed.shape[1:] != (n, d) and not (self.bypassed.shape[1:] == (0, d) and self.bypass_cka.size):
             problems.append(
                 f"bypassed features are {self.bypassed.shape[1:]} per candidate but the intact ones {(n, d)} "
                 "(another width or sample count)"
             )
+        if self.bypass_cka.size and self.bypass_cka.shape != (n_cand,):
+            problems.append(f"bypass_cka has shape {self.bypass_cka.shape}, expected ({n_cand},)")
         if self.labels.shape != (n,):
             problems.append(f"labels have shape {self.labels.shape}, expected ({n},)")
         if self.bypassed_loss.shape != (n_cand,):
@@ -171,6 +199,7 @@ def extract_representations(
     cka_mode: str = "unbiased",
     precision: Precision | None = None,
     prefix_cache: bool = True,
+    bypassed_features: bool = True,
     device: torch.device | str = "cpu",
     progress: bool = True,
 ) -> Representations:
@@ -183,10 +212,12 @@ def extract_representations(
         candidates: units to bypass (default: every removable unit).
         matrix: also accumulate the unit-by-unit CKA matrix.
         cka_mode: ``"unbiased"`` (minibatch CKA, Nguyen et al. 2021) or ``"sglp"``.
-        precision: arithmetic of the matrix's Gram products (None: the features' precision, float32; see
-            :class:`layerprune.similarity.MinibatchCKA`).
+        precision: arithmetic of the matrix's Gram products and of the streamed intact-vs-bypassed CKA (None:
+            the features' precision, float32; see :class:`layerprune.similarity.MinibatchCKA`).
         prefix_cache: run only the suffix after each candidate (``False`` reruns the whole
             model per candidate; same result, for benchmarks).
+        bypassed_features: keep every bypassed model's (n, d) features (Consensus's distances read them);
+            False keeps only their streamed CKA with the intact features, O(d^2) memory per candidate.
         device: where to compute.
         progress: show a progress bar.
     """
@@ -197,6 +228,7 @@ def extract_representations(
     positions = [names.index(c) for c in candidates]
     modules = unit_modules(model)
     accumulator = MinibatchCKA(len(names) + 1, mode=cka_mode, precision=precision) if matrix else None
+    streamed = StreamingLinearCKA(len(candidates), precision=precision)
 
     intact, labels = [], []
     bypassed: list[list[Tensor]] = [[] for _ in candidates]
@@ -213,7 +245,9 @@ def extract_representations(
             h = unit(h)
             outputs.append(h)
         features = model.forward_penultimate(h)
-        intact.append(sample_rows(model, features).float().cpu())
+        intact_rows = sample_rows(model, features)
+        intact.append(intact_rows.float().cpu())
+        bypassed_rows = []
         labels.append(y.reshape(-1).cpu())
         intact_loss += float(F.cross_entropy(model.forward_head(features), y, reduction="sum"))
         for i, (inp, out) in enumerate(zip(unit_inputs, outputs[1:])):
@@ -228,8 +262,13 @@ def extract_representations(
                 feats = forward_from(model, unit_inputs[position], position + 1)
             else:
                 feats = forward_from(model, model.forward_stem(x), 0, skip=position)
-            bypassed[c].append(sample_rows(model, feats).float().cpu())
+            bypassed_rows.append(sample_rows(model, feats).float())
+            if bypassed_features:
+                bypassed[c].append(bypassed_rows[-1].cpu())
             bypassed_loss[c] += float(F.cross_entropy(model.forward_head(feats), y, reduction="sum"))
+        if candidates:
+            streamed.update(intact_rows.float(), bypassed_rows)
+        del bypassed_rows
         samples = y.numel()  # images, or tokens of a causal LM
         if accumulator is not None:
             if samples >= accumulator.min_batch_size:
@@ -246,8 +285,8 @@ def extract_representations(
         intact=torch.cat(intact).numpy(),
         bypassed=(
             torch.stack([torch.cat(b) for b in bypassed]).numpy()
-            if candidates
-            else np.zeros((0, n, intact[0].shape[1]), dtype=np.float32)
+            if candidates and bypassed_features
+            else np.zeros((len(candidates), n if not candidates else 0, intact[0].shape[1]), dtype=np.float32)
         ),
         intact_loss=intact_loss / n,
         bypassed_loss=(bypassed_loss / n).numpy(),
@@ -255,4 +294,5 @@ def extract_representations(
         matrix_names=["stem", *names],
         cka_matrix=accumulator.compute() if accumulator is not None else np.zeros((0, 0)),
         cka_mode=cka_mode,
+        bypass_cka=streamed.compute() if candidates else np.zeros(0),
     )

@@ -1,6 +1,6 @@
 """The causal-LM config end to end: configs/llm-stories260k.yaml on the real stories260K and text in ../shared.
 
-Kept small for CI (three criteria, one budget, 4,000 evaluation tokens); the config's own paths are made
+Kept small for CI (four criteria, one budget, 4,000 evaluation tokens); the config's own paths are made
 absolute so that the run can happen in a temporary working directory.
 """
 
@@ -20,7 +20,7 @@ import yaml
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-METHODS = ["cka", "sglp", "greedy_loss"]  # one-shot, per-segment, iterative
+METHODS = ["cka", "sglp", "greedy_loss", "angular_span"]  # one-shot, per-segment, iterative, span
 
 
 @pytest.fixture(scope="module")

@@ -75,6 +75,14 @@ def test_the_quick_default_config_passes() -> None:
         ("unknown_country", ["emissions.country_iso_code: 'XYZ' is not in CodeCarbon", "'FRA'"]),
         ("blocks_budget_too_large", ["budgets: ['blocks50'] cannot be met", "at most 3 units", "blocks3"]),
         ("macs_budget_too_large", ["budgets: ['macs99'] cannot be met", "min_units_per_stage=2"]),
+        (
+            "span_budget_too_large",
+            [
+                "budgets: blocks2 (the longest such block has 1 units with min_units_per_stage=2)",
+                "cannot be met by ['angular_span']",
+            ],
+        ),
+        ("params_budget_too_large", ["budgets: ['params99'] cannot be met", "of the parameters) can go", "params"]),
         ("duplicate_seeds", ["seeds: [0, 0] repeats [0]", "list each seed once"]),
         ("too_few_classes", ["data.num_classes: 5, but digits has 10 classes", "set it to 10 or null"]),
     ],
@@ -109,6 +117,8 @@ def test_each_bad_input_names_the_key_the_value_and_the_fix(tmp_path: Path, case
         "unknown_country": lambda: _config(emissions={"enabled": True, "country_iso_code": "XYZ"}),
         "blocks_budget_too_large": lambda: _config(budgets=["blocks1", "blocks50"]),
         "macs_budget_too_large": lambda: _config(budgets=["macs99"]),
+        "params_budget_too_large": lambda: _config(budgets=["params99"]),
+        "span_budget_too_large": lambda: _config(methods=["cka", "angular_span"], budgets=["blocks1", "blocks2"]),
         "duplicate_seeds": lambda: _config(seeds=[0, 0]),
         "too_few_classes": lambda: _config(data={"num_classes": 5}),
     }
@@ -126,7 +136,7 @@ def _empty_splits(root: Path) -> Path:
 
 def test_a_matching_checkpoint_and_feasible_budgets_pass(tmp_path: Path) -> None:
     good = _checkpoint(tmp_path / "ok.pt", "resnet20", num_classes=10, in_channels=1)
-    check_inputs(_config(model={"checkpoint": good}, budgets=["blocks3", "macs20"], seeds=[0, 1]))
+    check_inputs(_config(model={"checkpoint": good}, budgets=["blocks3", "macs20", "params10"], seeds=[0, 1]))
 
 
 def test_every_problem_is_listed_at_once() -> None:

@@ -225,3 +225,11 @@ def test_shipped_slurm_profile_still_needs_editing_and_a_dry_run_says_so(tmp_pat
     assert result.returncode != 0
     out = result.stdout + result.stderr
     assert "slurm_partition=EDIT_ME_partition" in out and "slurm_account=EDIT_ME_account" in out
+
+
+def test_dropping_bypassed_features_is_refused_with_consensus() -> None:
+    lean = {"experiment": "x", "similarity": {"bypassed_features": False}}
+    with pytest.raises(ConfigError, match=r"similarity.bypassed_features: false, but methods \['consensus'\]"):
+        validate_config({**lean, "methods": ["cka", "consensus"]})
+    assert validate_config({**lean, "methods": ["cka", "angular_span"]})["similarity"]["bypassed_features"] is False
+    assert validate_config({"experiment": "x"})["similarity"]["bypassed_features"] is True

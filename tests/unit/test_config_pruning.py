@@ -17,6 +17,7 @@ BUDGETS = [
     "blocks0", "blocks00", "blocks01", "blocks1", "blocks9", "blocks10", "blocks120",
     "macs0", "macs00", "macs05", "macs1", "macs5", "macs50", "macs99", "macs100", "macs",
     "blocks", "blocks2.5", "Blocks2", "macs-5",
+    "params0", "params05", "params1", "params30", "params99", "params100", "params", "param30", "Params30",
 ]  # fmt: skip
 
 

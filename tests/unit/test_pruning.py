@@ -31,7 +31,7 @@ from digits_resnet import (
 
 from layerprune.cli import main as cli_main
 from layerprune.config import validate_config
-from layerprune.criteria import criterion_names
+from layerprune.criteria import criteria
 from layerprune.data import build_dataset
 from layerprune.models import (
     bypass,
@@ -103,20 +103,20 @@ def _prune(method: str, budget: str, model, reps, loader, segments, distances=No
     )
 
 
+#: Criteria that remove units anywhere (a span criterion removes one block of one stage: tested on its own).
+METHODS = sorted(c.name for c in criteria() if c.selection != "span")
+
+
 @pytest.fixture(scope="module")
 def results(model, reps, loader, segments, distances) -> dict[tuple[str, str], PruneResult]:
     """Every criterion under every budget, pruned once for all the checks below."""
     before = unit_names(model)
-    out = {
-        (m, b): _prune(m, b, model, reps, loader, segments, distances)
-        for m in sorted(criterion_names())
-        for b in BUDGETS
-    }
+    out = {(m, b): _prune(m, b, model, reps, loader, segments, distances) for m in METHODS for b in BUDGETS}
     assert unit_names(model) == before, "prune_model modified the baseline"
     return out
 
 
-CASES = [(m, b) for m in sorted(criterion_names()) for b in BUDGETS]
+CASES = [(m, b) for m in METHODS for b in BUDGETS]
 
 
 @pytest.mark.parametrize(("method", "budget"), CASES)
@@ -138,6 +138,21 @@ def test_plan_meets_the_budget_under_the_stage_minimum(method, budget, model, re
         assert plan["macs_reduction"] >= 0.30
         # and no more than needed: dropping the last-added unit would miss the budget (units cost the same here)
         assert plan["macs_reduction"] - units[removed[0]].macs / (plan["remaining_macs"] + plan["removed_macs"]) < 0.30
+
+
+@pytest.mark.parametrize("method", ["cka", "sglp", "greedy_loss"])
+def test_params_budget_removes_the_fewest_units_that_meet_it(method, model, reps, loader, segments):
+    """Every selector (global, per segment, iterative) honours a parameter budget like a MAC budget."""
+    units = {u.name: u for u in get_units(model, INPUT_SIZE)}
+    total = count_params(model)
+    result = _prune(method, "params20", model, reps, loader, segments)
+    removed = result.plan["removed"]
+    removed_params = sum(units[n].params for n in removed)
+    assert result.plan["removed_params"] == removed_params
+    assert result.plan["params_reduction"] == removed_params / total
+    assert 100 * removed_params >= 20 * total
+    # No more than needed: without its costliest unit (so without the last one it took) it would miss the budget.
+    assert 100 * (removed_params - max(units[n].params for n in removed)) < 20 * total
 
 
 @pytest.mark.parametrize(("method", "budget"), CASES)
@@ -374,3 +389,54 @@ def test_greedy_loss_through_the_command_needs_no_representations(tmp_path, tmp_
     assert len(scores) == 7
     assert plan["steps"][0]["removed"] == [scores.idxmin()]  # scores.csv holds the first step's scores
     assert load_checkpoint(out["out"]).meta["removed"] == plan["removed"]
+
+
+def _block_angles(model: torch.nn.Module, loader: DataLoader, blocks: list[list[str]]) -> dict[str, float]:
+    """Mean arccos(cos)/pi between the input of each block's first unit and the output of its last, from forward
+    hooks on the baseline's own forward pass (independent of the criterion's unit-by-unit forward)."""
+    inputs: dict[str, torch.Tensor] = {}
+    outputs: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in unit_names(model):
+        module = model.get_submodule(name)
+        handles.append(module.register_forward_pre_hook(lambda _m, a, n=name: inputs.__setitem__(n, a[0])))
+        handles.append(module.register_forward_hook(lambda _m, _a, o, n=name: outputs.__setitem__(n, o)))
+    sums = dict.fromkeys((b[0] for b in blocks), 0.0)
+    seen = 0
+    try:
+        with torch.no_grad():
+            for x, _ in loader:
+                model(x)
+                for block in blocks:
+                    a, b = inputs[block[0]].flatten(1).double(), outputs[block[-1]].flatten(1).double()
+                    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+                    sums[block[0]] += float(torch.arccos(cos.clamp(-1, 1)).sum()) / np.pi
+                seen += len(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return {k: v / seen for k, v in sums.items()}
+
+
+def test_angular_span_removes_the_closest_block_of_one_stage(model, reps, loader, segments):
+    """Gromov's span on a CNN: blocks stay inside a stage (the downsampling unit is no candidate)."""
+    blocks = [["layer1.0", "layer1.1"], ["layer1.1", "layer1.2"], ["layer2.1", "layer2.2"], ["layer3.1", "layer3.2"]]
+    angles = _block_angles(model, loader, blocks)
+    result = _prune("angular_span", "blocks2", model, reps, loader, segments, min_units_per_stage=1)
+    assert result.plan["span"] == 2
+    assert result.scores == pytest.approx(angles, rel=1e-6, abs=1e-9)
+    assert result.plan["removed"] == min(blocks, key=lambda b: angles[b[0]])
+    # A MAC budget: the smallest block whose MACs reach it (these units all cost the same MACs).
+    units = {u.name: u for u in get_units(model, INPUT_SIZE)}
+    total, _ = count_macs(model, INPUT_SIZE)
+    unit_macs = units["layer1.1"].macs
+    assert all(units[n].macs == unit_macs for b in blocks for n in b)
+    percent = 100 * unit_macs // total + 1  # more than one unit's share, at most two units' share
+    assert 100 * 2 * unit_macs >= percent * total
+    macs = _prune("angular_span", f"macs{percent}", model, reps, loader, segments, min_units_per_stage=1)
+    assert macs.plan["span"] == 2 and macs.plan["removed"] == result.plan["removed"]
+
+
+def test_angular_span_refuses_a_block_longer_than_a_stage_allows(model, reps, loader, segments):
+    with pytest.raises(ValueError, match=r"blocks3 cannot be met by one block.*longest such block has 2 units"):
+        _prune("angular_span", "blocks3", model, reps, loader, segments, min_units_per_stage=1)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from layerprune.selection import Budget, plan_summary, select_per_segment, select_units
+from layerprune.selection import Budget, plan_summary, select_per_segment, select_span, select_units
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def single_stage(n: int, macs: list[int] | None = None) -> list[FakeUnit]:
 # ---------------------------------------------------------------- Budget
 
 
-@pytest.mark.parametrize("text", ["blocks1", "blocks9", "blocks27", "macs1", "macs50", "macs99"])
+@pytest.mark.parametrize("text", ["blocks1", "blocks9", "blocks27", "macs1", "macs50", "macs99", "params1", "params30"])
 def test_budget_round_trips(text: str) -> None:
     assert str(Budget.parse(text)) == text
 
@@ -45,6 +45,7 @@ def test_budget_constructors() -> None:
     assert Budget.parse("blocks9") == Budget.blocks(9) == Budget("blocks", 9)
     assert Budget.parse("macs50") == Budget.macs(50)
     assert Budget.macs(50).kind == "macs" and Budget.macs(50).value == 50
+    assert Budget.parse("params30") == Budget.params(30) == Budget("params", 30)
 
 
 @pytest.mark.parametrize(
@@ -58,6 +59,10 @@ def test_budget_constructors() -> None:
         "macs100",
         "macs50.0",
         "macs0.5",
+        "params0",
+        "params100",
+        "params05",
+        "param30",
         "blocks09",
         "Blocks9",
         "flops50",
@@ -83,7 +88,9 @@ def test_budget_parse_error_message_shows_accepted_forms() -> None:
         lambda: Budget.blocks(0),
         lambda: Budget.macs(100),
         lambda: Budget("macs", 50.5),
-        lambda: Budget("params", 3),
+        lambda: Budget("flops", 3),
+        lambda: Budget.params(100),
+        lambda: Budget.params(0),
         lambda: Budget.blocks(True),
     ],
 )
@@ -130,6 +137,60 @@ def test_mac_budget_met_with_shortest_prefix_in_score_order() -> None:
     got = sum(u.macs for u in units if u.name in removed)
     assert 100 * got >= 30 * total
     assert 100 * (got - 200) < 30 * total
+
+
+def _units_with_params(params: list[int], macs: int = 100) -> list[FakeUnit]:
+    return [FakeUnit(f"u{i}", 0, i, True, macs, p) for i, p in enumerate(params)]
+
+
+def test_params_budget_counts_parameters_not_macs() -> None:
+    # Equal MACs, unequal parameters: only the parameters decide when a params budget is met.
+    params = [10, 400, 40, 100, 250, 200]
+    units = _units_with_params(params)
+    total_params = 2000  # the whole model: the units' 1,000 plus 1,000 in the embedding and head
+    scores = {"u0": 0.1, "u1": 0.9, "u2": 0.2, "u3": 0.3, "u4": 0.4, "u5": 0.5}
+    removed = select_units(units, scores, Budget.params(15), 1000, min_units_per_stage=1, total_params=total_params)
+    # Score order u0 (10), u2 (40), u3 (100), u4 (250): 150 < 300 after three, 400 >= 300 after four.
+    assert removed == ["u0", "u2", "u3", "u4"]
+    got = sum(params[int(name[1:])] for name in removed)
+    assert 100 * got >= 15 * total_params and 100 * (got - 250) < 15 * total_params
+    # The same percent of MACs is met after two units (200 of 1,000 MACs >= 15%).
+    assert select_units(units, scores, Budget.macs(15), 1000, min_units_per_stage=1) == ["u0", "u2"]
+
+
+def test_params_budget_exact_boundary_and_is_met() -> None:
+    assert Budget.params(20).is_met(2, 0, 1, removed_params=200, total_params=1000)
+    assert not Budget.params(20).is_met(2, 10**6, 1, removed_params=199, total_params=1000)
+    with pytest.raises(ValueError, match="total_params"):
+        Budget.params(20).is_met(2, 0, 1, removed_params=200)
+
+
+def test_params_budget_needs_total_params() -> None:
+    units = _units_with_params([10, 20])
+    with pytest.raises(ValueError, match=r"params10 needs total_params"):
+        select_units(units, {"u0": 0.0, "u1": 1.0}, Budget.params(10), 1000, min_units_per_stage=0)
+
+
+def test_impossible_params_budget_reports_percent_reached() -> None:
+    units = _units_with_params([10, 20, 30])
+    with pytest.raises(ValueError, match=r"params50 cannot be met.*2 units = 3\.0% of 1000 parameters"):
+        select_units(units, {"u0": 0.0, "u1": 1.0, "u2": 2.0}, Budget.params(50), 1000, 1, total_params=1000)
+
+
+def test_params_budget_per_segment() -> None:
+    units = _units_with_params([100, 100, 300, 100, 100, 100])
+    scores = {u.name: float(u.index) for u in units}
+    segments = [["u0", "u1"], ["u2", "u3", "u4", "u5"]]
+    # Proportional: seg 0 (u0, 100), seg 1 (u2, 300): 400 of 2,000 parameters = 20%.
+    removed = select_per_segment(
+        units, scores, segments, Budget.params(20), 1000, min_units_per_stage=0, total_params=2000
+    )
+    assert removed == ["u0", "u2"]
+    # 21% needs one more: seg 1 is at 1/4 < seg 0's 1/2, so u3 goes.
+    removed = select_per_segment(
+        units, scores, segments, Budget.params(21), 1000, min_units_per_stage=0, total_params=2000
+    )
+    assert removed == ["u0", "u2", "u3"]
 
 
 def test_mac_budget_exact_boundary_counts_as_met() -> None:
@@ -319,3 +380,71 @@ def test_plan_summary_errors() -> None:
         plan_summary(units, ["layer1.0", "layer1.0"], 1000, 100)
     with pytest.raises(ValueError, match="total_params"):
         plan_summary(units, ["layer1.0"], 1000, 0)
+
+
+# ---------------------------------------------------------------- select_span
+
+
+def _span_scores(table: dict[int, dict[str, float]], calls: list[int]):  # type: ignore[no-untyped-def]
+    def scores(n: int) -> dict[str, float]:
+        calls.append(n)
+        return table[n]
+
+    return scores
+
+
+def test_span_blocks_budget_takes_the_lowest_block_of_that_length() -> None:
+    units = single_stage(6)
+    calls: list[int] = []
+    table = {3: {"u0": 0.5, "u1": 0.4, "u2": 0.1, "u3": 0.3}}
+    removed, scores, n = select_span(units, _span_scores(table, calls), Budget.blocks(3), 1000, 1)
+    assert (removed, n, calls) == (["u2", "u3", "u4"], 3, [3])
+    assert scores == table[3]
+
+
+def test_span_never_crosses_a_stage_or_a_non_removable_unit() -> None:
+    units = resnet_like([3, 4])  # layer2.0 downsamples
+    calls: list[int] = []
+    # The lowest score starts a block that would cross into stage 1; the next one includes layer2.0.
+    table = {2: {"layer1.2": 0.0, "layer2.0": 0.05, "layer1.0": 0.3, "layer2.2": 0.2, "layer2.1": 0.25}}
+    removed, _, _ = select_span(units, _span_scores(table, calls), Budget.blocks(2), 10_000, 1)
+    assert removed == ["layer2.2", "layer2.3"]
+    # min_units_per_stage=2 leaves stage 0 (3 units) no room for 2, stage 1 (4 units) room for 2.
+    removed, _, _ = select_span(units, _span_scores(table, calls), Budget.blocks(2), 10_000, 2)
+    assert removed == ["layer2.2", "layer2.3"]
+    table[2]["layer2.1"] = 0.1
+    removed, _, _ = select_span(units, _span_scores(table, calls), Budget.blocks(2), 10_000, 2)
+    assert removed == ["layer2.1", "layer2.2"]
+
+
+def test_span_mac_and_params_budgets_take_the_shortest_block_that_meets_them() -> None:
+    # u2 is expensive in MACs, u4 in parameters.
+    units = [FakeUnit(f"u{i}", 0, i, True, m, p) for i, (m, p) in enumerate(
+        [(100, 10), (100, 10), (400, 10), (100, 10), (100, 300), (100, 10)]
+    )]  # fmt: skip
+    calls: list[int] = []
+    table = {1: {f"u{i}": 0.5 for i in range(6)}, 2: {f"u{i}": float(i) for i in range(5)}}
+    # 30% of 1,000 MACs: u2 (400) alone meets it, so n = 1 and only u2 qualifies despite equal scores.
+    removed, _, n = select_span(units, _span_scores(table, calls), Budget.macs(30), 1000, 1)
+    assert (removed, n) == (["u2"], 1)
+    # 45%: no unit alone; blocks of 2 with >= 450 MACs: (u1, u2) = 500 and (u2, u3) = 500; u1 scores lower.
+    removed, _, n = select_span(units, _span_scores(table, calls), Budget.macs(45), 1000, 1)
+    assert (removed, n) == (["u1", "u2"], 2)
+    # 40% of 800 parameters = 320: no unit alone (u4 has 300); (u3, u4) and (u4, u5) have 310; n = 3:
+    # every block holding u4 has 320; of the starts u2, u3, u4, u2 scores lowest.
+    table[3] = {"u0": 0.0, "u1": 0.1, "u2": 0.2, "u3": 0.3}
+    removed, _, n = select_span(units, _span_scores(table, calls), Budget.params(40), 1000, 1, total_params=800)
+    assert (removed, n) == (["u2", "u3", "u4"], 3)
+    assert calls == [1, 2, 3]  # scored once per selection, for its n only
+
+
+def test_span_errors() -> None:
+    units = single_stage(4)
+    with pytest.raises(ValueError, match=r"blocks4 cannot be met by one block.*longest such block has 3 units"):
+        select_span(units, lambda n: {}, Budget.blocks(4), 1000, 1)
+    with pytest.raises(ValueError, match="leave out every allowed block"):
+        select_span(units, lambda n: {"u3": 0.0}, Budget.blocks(2), 1000, 1)
+    with pytest.raises(ValueError, match="must be finite"):
+        select_span(units, lambda n: {"u0": float("nan")}, Budget.blocks(2), 1000, 1)
+    with pytest.raises(ValueError, match="needs total_params"):
+        select_span(units, lambda n: {"u0": 0.0}, Budget.params(10), 1000, 1)

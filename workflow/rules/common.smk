@@ -89,6 +89,11 @@ def emissions_flag():
     return "" if config["emissions"]["enabled"] else "--no-emissions"
 
 
+def bypassed_features_flag():
+    """The extract command's flag for similarity.bypassed_features (empty: keep them)."""
+    return "" if config["similarity"]["bypassed_features"] else "--no-bypassed-features"
+
+
 def consensus_metrics():
     """Distances of the candidate table, which Consensus votes over: exactly similarity.metrics
     (the cka criterion reads the representations, not this table)."""

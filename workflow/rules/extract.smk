@@ -1,5 +1,6 @@
-# Extraction: one pass over the calibration subset that stores intact and bypassed
-# penultimate features, unit input/output cosines and the unit-by-unit CKA matrix.
+# Extraction: one pass over the calibration subset that stores intact and (unless
+# similarity.bypassed_features is false) bypassed penultimate features, the cka criterion's
+# streamed CKA of each bypass, unit input/output cosines and the unit-by-unit CKA matrix.
 
 
 rule extract_activations:
@@ -24,11 +25,12 @@ rule extract_activations:
         mode=lookup(dpath="similarity/mode", within=config),
         sglp_batch=lookup(dpath="similarity/sglp_batch", within=config),
         precision=lookup(dpath="similarity/precision", within=config),
+        bypassed=bypassed_features_flag(),
     message:
         "Extracting calibration representations of the {wildcards.experiment} baseline"
     shell:
         "layerprune extract --model {input.model} --data {params.data:q} --size {params.size}"
         " --batch-size {params.batch_size} --seed {params.seed} --mode {params.mode}"
-        " --sglp-batch {params.sglp_batch} --precision {params.precision}"
+        " --sglp-batch {params.sglp_batch} --precision {params.precision} {params.bypassed}"
         " --out {output.representations}"
         " --threads {threads} > {log} 2>&1"

@@ -221,6 +221,85 @@ def test_every_criterion_scores_every_layer(stories260k: Path, shared_dir: Path)
     assert [span[f"layers.{i}"] for i in range(3)] == pytest.approx((sums / count).tolist(), rel=1e-6)
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_angular_span_removes_the_argmin_of_transformers_hidden_states(stories260k: Path, shared_dir: Path, n: int):
+    """The registered angular_span criterion with budget blocks<n> removes the n consecutive layers l..l+n-1 that
+    minimise the angular distance between hidden_states[l] and hidden_states[l + n] as transformers returns them
+    (output_hidden_states=True); the last layer's output, which transformers returns after the final norm, is
+    taken from a forward hook on that layer."""
+    from layerprune.lm import tokenize_file
+    from layerprune.pruning import plan_pruning
+    from layerprune.selection import Budget
+
+    model = load_causal_lm(stories260k)
+    tokens = tokenize_file(shared_dir / "data" / "tinystories" / "valid-a.txt", stories260k, max_tokens=4000)
+    loader = DataLoader(TokenWindows(tokens, 64, size=8), batch_size=4)
+    num_layers = model.config.num_hidden_layers
+    last: dict[str, torch.Tensor] = {}
+    hook = model.lm.model.layers[-1].register_forward_hook(
+        lambda _m, _a, out: last.__setitem__("h", out[0] if isinstance(out, tuple) else out)
+    )
+    sums, count = np.zeros(num_layers - n + 1), 0
+    try:
+        with torch.no_grad():
+            for x, _ in loader:
+                hidden = [*model.lm(input_ids=x, output_hidden_states=True).hidden_states[:num_layers], last["h"]]
+                for start in range(len(sums)):
+                    a, b = (hidden[i].reshape(-1, hidden[i].shape[-1]).double() for i in (start, start + n))
+                    sums[start] += float(torch.arccos(F.cosine_similarity(a, b, dim=1).clamp(-1, 1)).sum()) / math.pi
+                count += x.numel()
+    finally:
+        hook.remove()
+    best = int(np.argmin(sums))
+    planned = plan_pruning(
+        "angular_span", Budget.blocks(n), model, (64,), min_units_per_stage=1, calibration_loader=loader
+    )
+    assert planned.plan["removed"] == [f"layers.{i}" for i in range(best, best + n)]
+    assert planned.plan["span"] == n
+    assert [planned.scores[f"layers.{i}"] for i in range(len(sums))] == pytest.approx((sums / count).tolist(), rel=1e-6)
+
+
+def test_cka_criterion_streams_the_bypassed_final_hidden_states(stories260k: Path, shared_dir: Path) -> None:
+    """On the real stories260K, the cka criterion's streamed scores (1 - CKA of the final hidden states after the
+    final norm, over 2,048 calibration tokens fed 256 at a time) equal 1 - CKA of the kept (n, d) features, and
+    extraction without the bypassed features gives the same scores."""
+    from layerprune.lm import tokenize_file
+    from layerprune.pruning import score_units
+    from layerprune.similarity import linear_cka
+    from layerprune.similarity.extract import extract_representations
+
+    model = load_causal_lm(stories260k)
+    tokens = tokenize_file(shared_dir / "data" / "tinystories" / "valid-a.txt", stories260k, max_tokens=4000)
+    loader = DataLoader(TokenWindows(tokens, 64, size=32), batch_size=4)
+    for precision, rel in (("float64", 1e-6), (None, 1e-4)):
+        reps = extract_representations(model, loader, input_size=(64,), precision=precision, progress=False)
+        in_memory = {
+            c: 1.0 - linear_cka(reps.intact, reps.bypassed_of(c), precision=precision) for c in reps.candidates
+        }
+        streamed = score_units("cka", model, reps.candidates, representations=reps)
+        assert streamed == pytest.approx(in_memory, rel=rel), precision
+    lean = extract_representations(model, loader, input_size=(64,), bypassed_features=False, progress=False)
+    assert lean.bypassed.shape == (5, 0, model.config.hidden_size)
+    assert score_units("cka", model, lean.candidates, representations=lean) == score_units(
+        "cka", model, reps.candidates, representations=reps
+    )
+
+
+def test_a_parameter_budget_counts_the_embedding_a_mac_budget_does_not(stories260k: Path) -> None:
+    """stories260K: a layer holds 45,440 of 260,032 parameters (17.5%; the tied embedding is in no layer) and
+    78,080 of 423,168 MACs per token at T = 256 (18.5%), so 18% of the MACs takes one layer, 18% of the
+    parameters two."""
+    from layerprune.pruning import plan_pruning
+    from layerprune.selection import Budget
+
+    model = load_causal_lm(stories260k)
+    assert 100 * 45_440 < 18 * 260_032 and 100 * 78_080 >= 18 * 423_168
+    for budget, layers in ((Budget.macs(18), 1), (Budget.params(18), 2), (Budget.params(17), 1)):
+        planned = plan_pruning("weight_norm", budget, model, (256,), min_units_per_stage=1)
+        assert planned.plan["n_removed"] == layers, budget
+        assert planned.plan["removed_params"] == 45_440 * layers
+
+
 def _text_data(shared_dir: Path, stories260k: Path, **overrides: object) -> dict:
     from layerprune.config import validate_section
 

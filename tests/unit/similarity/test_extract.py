@@ -20,8 +20,10 @@ from digits_resnet import INPUT_SIZE, calibration, load_trained
 
 from layerprune.models import bypass, get_units
 from layerprune.models.units import record_outputs
-from layerprune.similarity import cka_matrix
+from layerprune.similarity import cka_matrix, linear_cka
+from layerprune.similarity import extract as extract_module
 from layerprune.similarity.extract import Representations, extract_representations
+from layerprune.similarity.streaming import StreamingLinearCKA
 
 N = 128
 
@@ -170,6 +172,7 @@ def test_artifact_holds_only_penultimate_sized_arrays(model, reps, tmp_path):
         "matrix_names": (L + 1,),
         "cka_matrix": (L + 1, L + 1),
         "cka_mode": (),
+        "bypass_cka": (c,),
     }
     with np.load(path) as z:
         assert {k: z[k].shape for k in z.files} == expected
@@ -239,3 +242,62 @@ def test_intact_and_bypassed_features_of_another_width_are_refused(reps, tmp_pat
     with pytest.raises(ValueError, match=r"bypassed features are \(128, 64\) .* intact ones \(128, 32\)") as err:
         Representations.load(path)
     assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(("precision", "rel"), [("float64", 1e-10), (None, 1e-5)])
+def test_streamed_bypass_cka_equals_the_in_memory_cka(model, images, precision, rel):
+    """The cka criterion's values, streamed over batches of 32, are linear CKA over all N samples of the kept
+    features (float64: to rounding; the default float32 products: to float32 rounding of 1 - CKA)."""
+    x, y = images
+    batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, N, 32)]
+    reps = extract_representations(model, batches, input_size=INPUT_SIZE, precision=precision, progress=False)
+    in_memory = np.array([linear_cka(reps.intact, reps.bypassed_of(c), precision=precision) for c in reps.candidates])
+    np.testing.assert_allclose(1.0 - reps.bypass_cka, 1.0 - in_memory, rtol=rel, atol=1e-12)
+
+
+def test_without_bypassed_features_only_their_streamed_cka_is_kept(model, images, tmp_path):
+    x, y = images
+    batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, N, 32)]
+    kept = extract_representations(model, batches, input_size=INPUT_SIZE, progress=False)
+    lean = extract_representations(model, batches, input_size=INPUT_SIZE, bypassed_features=False, progress=False)
+    assert lean.bypassed.shape == (len(lean.candidates), 0, 64)
+    np.testing.assert_array_equal(lean.bypass_cka, kept.bypass_cka)
+    np.testing.assert_array_equal(lean.bypassed_loss, kept.bypassed_loss)
+    back = Representations.load(lean.save(tmp_path / "lean.npz"))
+    np.testing.assert_array_equal(back.bypass_cka, kept.bypass_cka)
+    with pytest.raises(ValueError, match="no bypassed features.*Consensus"):
+        back.bypassed_of(back.candidates[0])
+
+
+def test_the_streamed_cka_never_sees_more_than_one_batch(model, images, monkeypatch):
+    """Memory of the streamed criterion does not grow with n: the accumulator receives one batch's rows at a time
+    and its state has the same size after 2 batches as after 8."""
+    seen: list[int] = []
+    sizes: list[int] = []
+    original = StreamingLinearCKA.update
+
+    def update(self, reference, others):  # type: ignore[no-untyped-def]
+        seen.extend([reference.shape[0], *(o.shape[0] for o in others)])
+        original(self, reference, others)
+        state = [self._xx, *self._xy, *self._yy, self._x.sums, *(m.sums for m in self._y)]
+        sizes.append(sum(t.numel() for t in state))
+
+    monkeypatch.setattr(extract_module.StreamingLinearCKA, "update", update)
+    x, y = images
+    batches = [(x[i : i + 16], y[i : i + 16]) for i in range(0, N, 16)]
+    extract_representations(model, batches, input_size=INPUT_SIZE, bypassed_features=False, progress=False)
+    assert max(seen) == 16 and len(sizes) == N // 16
+    assert sizes[1] == sizes[-1]
+
+
+def test_similarity_command_writes_an_empty_candidate_table_without_bypassed_features(model, images, tmp_path):
+    from layerprune.cli import main as cli_main
+
+    x, y = images
+    lean = extract_representations(model, [(x, y)], input_size=INPUT_SIZE, bypassed_features=False, progress=False)
+    path = lean.save(tmp_path / "lean.npz")
+    out = {k: tmp_path / f"{k}.csv" for k in ("matrix", "candidates")}
+    cli_main(["similarity", "--representations", str(path), "--metrics", "cka", "procrustes",
+              "--matrix", str(out["matrix"]), "--candidates", str(out["candidates"])])  # fmt: skip
+    assert out["candidates"].read_text().strip() == "unit,metric,distance"
+    assert len(out["matrix"].read_text().splitlines()) == 1 + len(lean.matrix_names) ** 2
