@@ -41,10 +41,14 @@ def test_finetune_energy_covers_the_processes_before_a_resume(tmp_path: Path) ->
     assert saved["energy_kwh"] > 0
     again = run("again")  # loads the finished state: no step is trained in this process
     assert again["resumed_from_epoch"] == FINETUNE["epochs"] and first["resumed_from_epoch"] == 0
-    # the row carries the energy saved with the state (the first process's), plus the little of loading it
-    assert again["energy_kwh"] >= saved["energy_kwh"] > 0.5 * first["energy_kwh"]
+    # the row carries the energy saved with the state (the first process's up to its last checkpoint, so at most
+    # its whole row: the final evaluation and save come after), plus that of loading it. No ratio to the first row
+    # is asserted: with 2 training steps, how much of the first row falls after the checkpoint depends on the load.
+    assert first["energy_kwh"] >= saved["energy_kwh"] > 0
+    assert again["energy_kwh"] >= saved["energy_kwh"]
     assert again["duration_s"] >= saved["duration_s"]
-    assert again["co2_kg"] > 0.5 * first["co2_kg"]
+    # the same country, so the same carbon intensity: CO2 follows the carried energy
+    assert again["co2_kg"] / again["energy_kwh"] == pytest.approx(first["co2_kg"] / first["energy_kwh"], rel=1e-6)
     assert again[["cpu_energy_kwh", "gpu_energy_kwh", "ram_energy_kwh"]].sum() == pytest.approx(
         again["energy_kwh"], rel=1e-6
     )
