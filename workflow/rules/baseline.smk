@@ -26,7 +26,7 @@ rule baseline_train:
         emissions_flag=emissions_flag(),
         workdir=lambda wildcards, output: os.path.join(os.path.dirname(output.model), "train_state"),
     message:
-        "Training (or importing) the unpruned {config[model][arch]} for {wildcards.experiment}"
+        "Training (or importing) the unpruned model of {wildcards.experiment} (model.family {config[model][family]})"
     shell:
         "layerprune baseline --data {params.data:q} --model {params.model:q} --train {params.train:q}"
         " --seed {params.seed} --out {output.model} --workdir {params.workdir}"
